@@ -1,0 +1,117 @@
+"""The interface every prompt-learning method implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from promptinfo.backbones import Backbone, normalize
+
+
+@dataclass
+class MethodOutput:
+    """What a forward pass produces; losses and metrics read the features from here.
+
+    Attributes:
+        logits: `[batch, n_classes]`.
+        image_features: `[batch, d]`, L2-normalised.
+        text_features: `[n_classes, d]` (one classifier for the batch) or `[batch, n_classes, d]`
+            (image-conditioned classifiers, CoCoOp), L2-normalised.
+    """
+
+    logits: torch.Tensor
+    image_features: torch.Tensor
+    text_features: torch.Tensor
+
+
+@dataclass
+class MethodConfig:
+    """Options shared by no method; each method declares its own dataclass."""
+
+
+class PromptMethod(nn.Module):
+    """A frozen backbone plus learnable prompts; every trainable tensor lives under `self.prompt`.
+
+    Subclasses set `Config`, build their parameters in `__init__` under `self.prompt`, implement
+    `text_features`, and override `encode_images` when their image side is prompted.
+
+    Class attributes:
+        image_side_frozen: image features come from the frozen backbone alone, so they can be
+            cached on disk and never re-encoded (zero-shot, CoOp, CoCoOp, KgCoOp).
+    """
+
+    Config: ClassVar[type] = MethodConfig
+    registry_name: ClassVar[str] = ""
+    image_side_frozen: ClassVar[bool] = True
+
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], config) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.prompt = nn.Module()
+        self.classnames = _clean(classnames)
+
+    # ----------------------------------------------------------------- class set
+    @property
+    def class_specific(self) -> bool:
+        """Whether the learned prompts are tied to the class list (then they cannot be transferred)."""
+        return False
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        """Swap the class set (base to novel, cross-dataset) keeping the learned prompts."""
+        self.classnames = _clean(classnames)
+        self._build_class_prompts()
+
+    def _build_class_prompts(self) -> None:
+        """Rebuild whatever depends on the class names (token buffers, frozen text features)."""
+
+    # ----------------------------------------------------------------- forward
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features `[batch, d]`."""
+        return normalize(self.backbone.encode_image(images))
+
+    def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised classifier weights `[n_classes, d]`, or `[batch, n_classes, d]`."""
+        raise NotImplementedError
+
+    def classify(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> MethodOutput:
+        """Logits from normalised image features; pass `text_features` to reuse a classifier."""
+        if text_features is None:
+            text_features = self.text_features(image_features)
+        img = image_features.to(text_features.dtype)
+        if text_features.dim() == 2:
+            logits = img @ text_features.t()  # [B, C]
+        else:
+            logits = torch.einsum("bd,bcd->bc", img, text_features)  # [B, C]
+        logits = self.backbone.logit_scale * logits
+        if self.backbone.logit_bias is not None:
+            logits = logits + self.backbone.logit_bias
+        return MethodOutput(logits=logits, image_features=image_features, text_features=text_features)
+
+    def forward_output(self, images: torch.Tensor) -> MethodOutput:
+        return self.classify(self.encode_images(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits `[batch, n_classes]`."""
+        return self.forward_output(images).logits
+
+    # ----------------------------------------------------------------- training hooks
+    def extra_losses(self, output: MethodOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The method's own loss terms (already weighted), added to cross-entropy by the engine."""
+        return {}
+
+    def on_epoch_end(self, epoch: int, max_epochs: int) -> None:
+        """Called by the engine after each training epoch (e.g. prompt aggregation in PromptSRC)."""
+
+    def finalize(self) -> None:
+        """Called once after training, before the final evaluation."""
+
+
+def _clean(classnames: Sequence[str]) -> list[str]:
+    names = [str(c).replace("_", " ") for c in classnames]
+    if not names:
+        raise ValueError("A method needs at least one class name.")
+    return names

@@ -1,0 +1,84 @@
+"""Prompt checkpoints: only the learnable tensors plus metadata, in safetensors format."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from promptinfo.errors import CheckpointMismatchError
+from promptinfo.io import atomic_path
+from promptinfo.methods.base import PromptMethod
+
+_META_KEY = "promptinfo"
+
+
+def prompt_metadata(method: PromptMethod) -> dict:
+    """What a prompt checkpoint records besides the tensors."""
+    return {
+        "method": method.registry_name,
+        "config": dataclasses.asdict(method.config),
+        "backbone": method.backbone.name,
+        "weights": method.backbone.weights_id,
+        "classnames": list(method.classnames),
+        "class_specific": method.class_specific,
+    }
+
+
+def save_prompt(method: PromptMethod, path: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write `method.prompt`'s tensors and metadata atomically to a .safetensors file."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in method.prompt.state_dict().items()}
+    meta = {**prompt_metadata(method), **(extra or {})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+
+
+def read_prompt_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of a prompt checkpoint (no code is executed while reading)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No prompt checkpoint at {path}.")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
+    if not meta:
+        raise CheckpointMismatchError(f"{path} is not a promptinfo prompt checkpoint (no metadata).")
+    return load_file(str(path)), meta
+
+
+def load_prompt(method: PromptMethod, path: str | os.PathLike) -> dict:
+    """Load learned prompts into `method`, checking that they fit; returns the metadata.
+
+    Raises:
+        CheckpointMismatchError: other method or backbone, class-specific prompts for other
+            classes, or tensors of other shapes (e.g. another `n_ctx`).
+    """
+    tensors, meta = read_prompt_checkpoint(path)
+    _check(meta, method, path)
+    try:
+        method.prompt.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointMismatchError(
+            f"{path} does not fit this {method.registry_name} configuration: {err}. "
+            f"It was saved with {meta['config']}."
+        ) from None
+    return meta
+
+
+def _check(meta: dict, method: PromptMethod, path) -> None:
+    if meta["method"] != method.registry_name:
+        raise CheckpointMismatchError(f"{path} holds {meta['method']} prompts, not {method.registry_name}.")
+    if (meta["backbone"], meta["weights"]) != (method.backbone.name, method.backbone.weights_id):
+        raise CheckpointMismatchError(
+            f"{path} was trained on backbone {meta['backbone']} (weights {meta['weights']}); this method runs "
+            f"on {method.backbone.name} (weights {method.backbone.weights_id}). Prompts do not transfer "
+            "between backbones: load it with the backbone it was trained on."
+        )
+    if meta["class_specific"] and meta["classnames"] != list(method.classnames):
+        raise CheckpointMismatchError(
+            f"{path} holds class-specific prompts for {len(meta['classnames'])} classes "
+            f"({meta['classnames'][:3]}...), which cannot be used for the {len(method.classnames)} classes "
+            f"here ({list(method.classnames)[:3]}...)."
+        )

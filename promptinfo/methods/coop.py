@@ -1,0 +1,104 @@
+"""CoOp: learnable context vectors in the text prompt (Zhou et al., "Learning to Prompt for
+Vision-Language Models", IJCV 2022)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from promptinfo.backbones import Backbone, normalize
+from promptinfo.errors import ConfigError
+from promptinfo.methods._prompts import embed_prompts, init_context, phrase_length, placeholder_prefix
+from promptinfo.methods.base import PromptMethod
+from promptinfo.methods.registry import register_method
+
+_POSITIONS = ("end", "middle", "front")
+
+
+@dataclass
+class CoOpConfig:
+    """Args:
+    n_ctx: number of context vectors (ignored when `ctx_init` is set: its token count is used).
+    ctx_init: phrase whose word embeddings initialise the context, e.g. "a photo of a".
+    csc: class-specific contexts, one `[n_ctx, width]` block per class.
+    class_token_position: where the class name goes relative to the context: end, middle, front.
+    init_std: standard deviation of the random initialisation.
+    """
+
+    n_ctx: int = 16
+    ctx_init: str | None = None
+    csc: bool = False
+    class_token_position: str = "end"
+    init_std: float = 0.02
+
+
+class ContextPrompts(PromptMethod):
+    """Methods whose class prompts are [SOS] + context + class name + "." + [EOS] (CoOp family)."""
+
+    def _setup_context(self, n_ctx: int, ctx_init: str | None, init_std: float) -> torch.Tensor:
+        ctx = init_context(self.backbone, ctx_init, n_ctx, init_std)
+        self.n_ctx = ctx.shape[0]
+        self.prefix_text = ctx_init if ctx_init else placeholder_prefix(self.n_ctx)
+        return ctx
+
+    def _build_class_prompts(self) -> None:
+        texts = [f"{self.prefix_text} {name}." for name in self.classnames]
+        tokens, emb = embed_prompts(self.backbone, texts)
+        self.register_buffer("tokens", tokens, persistent=False)  # [C, L]
+        self.register_buffer("token_prefix", emb[:, :1], persistent=False)  # [C, 1, w] SOS
+        self.register_buffer("token_suffix", emb[:, 1 + self.n_ctx :], persistent=False)  # [C, *, w]
+        self.name_lens = [phrase_length(self.backbone, name) for name in self.classnames]
+
+    def _assemble(self, ctx: torch.Tensor, position: str = "end") -> torch.Tensor:
+        """Prompt embeddings `[C, L, w]` from a shared `[n_ctx, w]` or class-specific `[C, n_ctx, w]` context."""
+        prefix, suffix = self.token_prefix, self.token_suffix
+        ctx = ctx.to(prefix.dtype).expand(len(self.classnames), -1, -1)
+        if position == "end":
+            return torch.cat([prefix, ctx, suffix], dim=1)
+        rows = []
+        half = self.n_ctx // 2
+        for i, n in enumerate(self.name_lens):
+            name, rest = suffix[i : i + 1, :n], suffix[i : i + 1, n:]
+            if position == "middle":
+                rows.append(torch.cat([prefix[i : i + 1], ctx[i : i + 1, :half], name, ctx[i : i + 1, half:], rest], 1))
+            else:
+                rows.append(torch.cat([prefix[i : i + 1], name, ctx[i : i + 1], rest], dim=1))
+        return torch.cat(rows, dim=0)
+
+
+@register_method("coop")
+class CoOp(ContextPrompts):
+    """Context vectors shared by all classes (or one set per class with `csc`)."""
+
+    Config = CoOpConfig
+
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: CoOpConfig) -> None:
+        super().__init__(backbone, classnames, config)
+        if config.class_token_position not in _POSITIONS:
+            raise ConfigError(f"class_token_position={config.class_token_position!r}; choose one of {_POSITIONS}.")
+        ctx = self._setup_context(config.n_ctx, config.ctx_init, config.init_std)
+        if config.csc:
+            ctx = ctx.unsqueeze(0).repeat(len(self.classnames), 1, 1)  # [C, n_ctx, w]
+            if not config.ctx_init:
+                ctx = torch.randn_like(ctx) * config.init_std
+        self.prompt.ctx = nn.Parameter(ctx)
+        self._build_class_prompts()
+
+    @property
+    def class_specific(self) -> bool:
+        return self.config.csc
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        if self.config.csc and len(classnames) != self.prompt.ctx.shape[0]:
+            raise ConfigError(
+                f"Class-specific contexts were learned for {self.prompt.ctx.shape[0]} classes and cannot be "
+                f"used for {len(classnames)} other classes; train with csc=false to transfer prompts."
+            )
+        super().set_classnames(classnames)
+
+    def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
+        prompts = self._assemble(self.prompt.ctx, self.config.class_token_position)
+        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens))
