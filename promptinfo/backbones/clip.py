@@ -104,6 +104,10 @@ class Backbone(nn.Module):
         return self._text.positional_embedding.dtype
 
     @property
+    def device(self) -> torch.device:
+        return self._text.positional_embedding.device
+
+    @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 
@@ -127,7 +131,7 @@ class Backbone(nn.Module):
     # ----------------------------------------------------------------- text
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids `[n, context_length]` on the backbone's device."""
-        return self.tokenizer(list(texts)).to(self._text.positional_embedding.device)
+        return self.tokenizer(list(texts)).to(self.device)
 
     def token_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
         """Word embeddings `[n, L, text_width]` of token ids (no positional embedding)."""

@@ -35,7 +35,7 @@ def init_context(backbone: Backbone, phrase: str | None, n_ctx: int, std: float 
         tokens = backbone.tokenize([phrase])
         n = phrase_length(backbone, phrase)
         return backbone.token_embedding(tokens)[0, 1 : 1 + n].float().clone()
-    return torch.randn(n_ctx, backbone.text_width) * std
+    return torch.randn(n_ctx, backbone.text_width, device=backbone.device) * std
 
 
 def placeholder_prefix(n_ctx: int) -> str:
