@@ -1,0 +1,223 @@
+"""PNG figures: information trajectories over training epochs, and zero-shot inspection results.
+
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas directly, so
+no pyplot state or global backend is touched and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from promptinfo.io import atomic_path
+from promptinfo.report.aggregate import ReportError, read_metrics
+
+ENTROPY_KEYS = {"info/entropy_image": "image features Z", "info/entropy_text": "text weights W_y"}
+TRAJECTORY_PANELS = (
+    ("Matrix entropy (nats)", tuple(ENTROPY_KEYS)),
+    ("Mutual information (nats)", ("info/mi",)),
+    ("MIR", ("info/mir",)),
+    ("HDR", ("info/hdr",)),
+)
+"""(panel title, metrics.jsonl keys) of a trajectory figure (MIR/HDR: Song et al., arXiv 2406.03999)."""
+
+logger = logging.getLogger(__name__)
+
+_STYLES = {"info/entropy_text": "--"}
+_DPI = 120
+
+
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Render ``figure`` to a PNG at ``path`` atomically."""
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=_DPI)
+    return Path(path)
+
+
+def trajectory_keys() -> list[str]:
+    return [key for _, keys in TRAJECTORY_PANELS for key in keys]
+
+
+def plot_trajectories(curves: Mapping[str, pd.DataFrame], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write :func:`trajectory_figure` as a PNG at ``path``."""
+    return save_figure(trajectory_figure(curves, title), path)
+
+
+def trajectory_figure(curves: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
+    """One figure of information trajectories, one colour per run.
+
+    Panels: matrix entropy of image features (solid) and text weights (dashed), MI, MIR
+    and HDR between image features and the classifier weights of their labels, against
+    the epoch (epoch 0 is the zero-shot point).
+
+    Args:
+        curves: run label -> frame with an ``epoch`` column and ``info/*`` columns
+            (as returned by :func:`~promptinfo.report.aggregate.read_metrics`).
+        title: figure title.
+
+    Raises:
+        ReportError: no run has any ``info/*`` trajectory column.
+    """
+    if not any(key in frame for frame in curves.values() for key in trajectory_keys()):
+        raise ReportError(f"no information trajectories ({', '.join(trajectory_keys())}) in runs {list(curves)}; "
+                          "the engine records them in metrics.jsonl when information metrics are enabled")
+    figure = Figure(figsize=(10, 7), layout="constrained")
+    axes = figure.subplots(2, 2).ravel()
+    colours = {label: f"C{i % 10}" for i, label in enumerate(curves)}
+    for ax, (panel, keys) in zip(axes, TRAJECTORY_PANELS):
+        drawn = False
+        for label, frame in curves.items():
+            for key in (k for k in keys if k in frame):
+                points = frame[["epoch", key]].dropna()
+                ax.plot(points["epoch"], points[key], _STYLES.get(key, "-"), color=colours[label], marker=".")
+                drawn = True
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not drawn:
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="grey")
+    axes[0].legend(handles=[Line2D([], [], color="k", linestyle=_STYLES.get(k, "-"), label=name)
+                            for k, name in ENTROPY_KEYS.items()], fontsize="small")
+    figure.legend(handles=[Line2D([], [], color=c, label=label) for label, c in colours.items()],
+                  loc="outside lower center", ncol=min(len(colours), 4), fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def plot_run_trajectories(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike,
+                          labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Read each run folder's metrics.jsonl and plot their trajectories in one figure."""
+    if labels is not None and len(labels) != len(run_dirs):
+        raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} run folders")
+    labels = labels or [Path(d).name for d in run_dirs]
+    return plot_trajectories({label: read_metrics(d) for label, d in zip(labels, run_dirs)}, path, title)
+
+
+def plot_spectra(spectra: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
+                 top: int = 64, title: str | None = None) -> Path:
+    """Write :func:`spectra_figure` as a PNG at ``path``."""
+    return save_figure(spectra_figure(spectra, top, title), path)
+
+
+def spectra_figure(spectra: Mapping[str, Mapping[str, np.ndarray]], top: int = 64, title: str | None = None) -> Figure:
+    """Sorted eigenvalues of unit-trace kernels, one panel per group (e.g. dataset), log scale.
+
+    Args:
+        spectra: group -> {curve label -> eigenvalues}; each curve is sorted descending and
+            its ``top`` largest non-zero eigenvalues are drawn.
+    """
+    if not spectra:
+        raise ValueError("plot_spectra needs at least one group of spectra")
+    figure = Figure(figsize=(4.2 * len(spectra), 3.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(spectra)))
+    for ax, (group, curves) in zip(axes, spectra.items()):
+        for label, values in curves.items():
+            values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+            values = values[values > 0][:top]
+            ax.semilogy(np.arange(1, len(values) + 1), values, marker=".", label=label)
+        ax.set_title(group)
+        ax.set_xlabel("eigenvalue index")
+        ax.set_ylabel("eigenvalue of K = XX^T/n")
+        ax.legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def plot_metric_bars(frame: pd.DataFrame, metrics: Sequence[str], path: str | os.PathLike,
+                     label_column: str = "dataset", title: str | None = None) -> Path:
+    """Write :func:`metric_bars_figure` as a PNG at ``path``."""
+    return save_figure(metric_bars_figure(frame, metrics, label_column, title), path)
+
+
+def metric_bars_figure(frame: pd.DataFrame, metrics: Sequence[str], label_column: str = "dataset",
+                       title: str | None = None) -> Figure:
+    """One small bar chart per metric, one bar per row of ``frame`` (labelled by ``label_column``)."""
+    missing = [m for m in [label_column, *metrics] if m not in frame]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the frame (columns: {list(frame.columns)})")
+    if frame.empty or not metrics:
+        raise ValueError("plot_metric_bars needs at least one row and one metric")
+    ncols = min(4, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    figure = Figure(figsize=(3.2 * ncols, 2.8 * nrows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(nrows, ncols)).ravel()
+    labels = frame[label_column].astype(str).tolist()
+    for ax, metric in zip(axes, metrics):
+        ax.bar(range(len(labels)), frame[metric].astype(float), color=[f"C{i % 10}" for i in range(len(labels))])
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        ax.set_title(metric)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+TRAJECTORY_MODES = ("group", "run")
+
+
+def _file_stem(parts: Sequence[object]) -> str:
+    text = "_".join(str(p) for p in parts if p is not None and not pd.isna(p) and str(p) != "")
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)
+
+
+def _group_title(values: dict) -> str:
+    parts = [values["experiment"], values["dataset"], values["method"], values["protocol"]]
+    if not pd.isna(values["shots"]):
+        parts.append(f"{values['shots']} shots")
+    parts.append(f"{values['backbone']} ({values['weights']})")
+    return " / ".join(str(p) for p in parts if p is not None and not pd.isna(p) and str(p))
+
+
+def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "group") -> list[Path]:
+    """Trajectory PNGs for the runs of a :class:`~promptinfo.report.aggregate.RunCollection`.
+
+    Args:
+        collection: finished runs, as returned by ``load_runs``.
+        out_dir: folder the PNGs are written to.
+        per: ``"group"``: one figure per setting and dataset with one curve per seed;
+            ``"run"``: one figure per run folder.
+
+    Returns:
+        Paths written. Runs without a metrics.jsonl, or without ``info/*`` columns in it,
+        are left out and logged.
+    """
+    if per not in TRAJECTORY_MODES:
+        raise ValueError(f"per must be one of {TRAJECTORY_MODES}, got {per!r}")
+    runs = collection.frame.drop_duplicates("run")
+    keys = ["experiment", "dataset", "method", "protocol", "shots", "backbone", "weights"]
+    grouping = runs.groupby(keys if per == "group" else ["run"], dropna=False, sort=True)
+    written, without_metrics = [], 0
+    for key, group in grouping:
+        curves = {
+            f"seed {seed}" if per == "group" else run: read_metrics(collection.root / run)
+            for run, seed in zip(group["run"], group["seed"])
+            if (collection.root / run / "metrics.jsonl").is_file()
+        }
+        if not curves:
+            without_metrics += 1
+            continue
+        if not any(k in f for f in curves.values() for k in trajectory_keys()):
+            logger.warning("metrics.jsonl of %s has no info/* columns; no trajectory plot", group["run"].tolist())
+            continue
+        if per == "group":
+            stem, title = _file_stem(key), _group_title(dict(zip(keys, key)))
+        else:
+            stem = _file_stem([collection.root.resolve().name if key[0] == "." else key[0].replace("/", "__")])
+            title = key[0]
+        written.append(plot_trajectories(curves, Path(out_dir) / f"{stem}.png", title=title))
+    if without_metrics:
+        logger.info("%d %s(s) without metrics.jsonl (e.g. zero-shot runs) have no trajectory plot", without_metrics, per)
+    return written
