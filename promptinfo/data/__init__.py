@@ -1,0 +1,63 @@
+"""Benchmarks, the CoOp protocol, transforms and the feature cache.
+
+Typical use::
+
+    data = load_benchmark("oxford_pets", "/data")                      # full train/val/test
+    data = few_shot_subset(data, shots=16, seed=1, subsample="base")   # CoOp protocol
+    test_tf = build_transform(backbone.preprocess_cfg, train=False)
+    feats = FeatureCache("~/.cache/promptinfo/features").get_or_compute(
+        {"backbone": ..., "weights": ..., "dataset": data.describe(), "split": "test"},
+        data.test, backbone.encode_image, test_tf)
+"""
+
+from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks)
+from promptinfo.data.errors import CorruptImageError, DataNotFoundError, DownloadError, SplitFileError
+from promptinfo.data.feature_cache import CachedFeatures, FeatureCache
+from promptinfo.data.image_dataset import ImageDataset, collate_skipping, load_rgb
+from promptinfo.data.items import DatasetSplits, Item
+from promptinfo.data.loading import BenchmarkData, load_benchmark
+from promptinfo.data.protocol import draw_few_shot, few_shot_subset, subsample_classes
+from promptinfo.data.registry import (
+    Benchmark,
+    RemoteFile,
+    TorchvisionSource,
+    get_benchmark,
+    list_datasets,
+    register_benchmark,
+)
+from promptinfo.data.splits import read_split_file, write_split_file
+from promptinfo.data.templates import TEMPLATE_SETS, class_prompts, select_templates
+from promptinfo.data.transforms import ImageTransform, Preprocess, build_transform
+
+__all__ = [
+    "Benchmark",
+    "BenchmarkData",
+    "CachedFeatures",
+    "CorruptImageError",
+    "DataNotFoundError",
+    "DatasetSplits",
+    "DownloadError",
+    "FeatureCache",
+    "ImageDataset",
+    "ImageTransform",
+    "Item",
+    "Preprocess",
+    "RemoteFile",
+    "SplitFileError",
+    "TEMPLATE_SETS",
+    "TorchvisionSource",
+    "build_transform",
+    "class_prompts",
+    "collate_skipping",
+    "draw_few_shot",
+    "few_shot_subset",
+    "get_benchmark",
+    "list_datasets",
+    "load_benchmark",
+    "load_rgb",
+    "read_split_file",
+    "register_benchmark",
+    "select_templates",
+    "subsample_classes",
+    "write_split_file",
+]

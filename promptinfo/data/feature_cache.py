@@ -1,0 +1,200 @@
+"""A disk cache of frozen-encoder image features, shared by methods, seeds and runs.
+
+An entry is keyed by backbone, weights, dataset and split (given by the caller) plus what this
+module adds itself: the transform's description, a fingerprint of the items (absolute paths,
+labels), the number of augmented views and their seed. Changing any of them (moving the data
+folder too) gives a new entry. Entries are
+written to a temporary file and moved into place under a file lock, so two runs filling the same
+entry encode it once and nobody ever reads a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+from promptinfo.data._io import atomic_write, lock_for
+from promptinfo.data.image_dataset import ImageDataset, collate_skipping
+from promptinfo.data.items import Item
+from promptinfo.data.splits import split_fingerprint
+from promptinfo.data.transforms import ImageTransform
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+REQUIRED_KEYS = ("backbone", "weights", "dataset", "split")
+EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # [B, 3, H, W] -> [B, d]
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    """Features of every item (and view).
+
+    Attributes:
+        features: ``[views, n, d]``; rows of skipped (unreadable) images are zero.
+        labels: ``[n]`` item labels.
+        valid: ``[n]`` False where an unreadable image was skipped.
+        path: the cache file.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor
+    path: Path
+
+    @property
+    def num_views(self) -> int:
+        return self.features.shape[0]
+
+    def view(self, v: int = 0) -> torch.Tensor:
+        """Features ``[n, d]`` of view ``v`` (the only view of a test transform)."""
+        return self.features[v]
+
+    def sample_views(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One randomly chosen augmented view per item, ``[n, d]`` (a fresh draw each epoch)."""
+        n = self.features.shape[1]
+        pick = torch.randint(self.num_views, (n,), generator=generator)
+        return self.features[pick, torch.arange(n)]
+
+
+class FeatureCache:
+    """Image features on disk under ``root``, computed once per key.
+
+    Args:
+        root: cache folder (created when needed).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+
+    def path_for(self, key_parts: Mapping[str, Any], items: Sequence[Item], transform: ImageTransform,
+                 views: int = 1, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+        """The file that holds (or will hold) this entry."""
+        return self._entry(key_parts, items, transform, views, seed, dtype)[1]
+
+    def load(self, key_parts: Mapping[str, Any], items: Sequence[Item], transform: ImageTransform,
+             views: int = 1, seed: int = 0, dtype: torch.dtype = torch.float32) -> CachedFeatures | None:
+        """The cached entry, or ``None`` when it has not been computed."""
+        key, path = self._entry(key_parts, items, transform, views, seed, dtype)
+        return _read_entry(path, key, items) if path.is_file() else None
+
+    def _entry(self, key_parts, items, transform, views, seed, dtype) -> tuple[dict, Path]:
+        key = _full_key(key_parts, items, transform, views, seed, dtype)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key['dataset']}-{key['split']}")
+        return key, self.root / f"{stem}-{digest}.safetensors"
+
+    def get_or_compute(
+        self,
+        key_parts: Mapping[str, Any],
+        items: Sequence[Item],
+        encode_fn: EncodeFn,
+        transform: ImageTransform,
+        *,
+        batch_size: int = 64,
+        views: int = 1,
+        seed: int = 0,
+        num_workers: int = 0,
+        skip_corrupt: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> CachedFeatures:
+        """Load the entry, or encode the images (once, even across concurrent runs) and store it.
+
+        Args:
+            key_parts: at least ``backbone``, ``weights``, ``dataset`` and ``split`` (strings).
+            encode_fn: frozen image encoder, ``[B, 3, H, W]`` CPU float tensor -> ``[B, d]``; it moves
+                the batch to its device itself. Called under ``torch.no_grad()``.
+            transform: test transform (``views=1``) or a random training transform.
+            views: augmented views per image (needs a random transform); training draws among them.
+            seed: seed of the augmented views; view ``v`` of item ``i`` is a pure function of it.
+        """
+        if views < 1 or (views > 1 and not transform.random):
+            raise ValueError(f"views={views}: use 1 view with a deterministic transform, >= 1 with a random one")
+        key, path = self._entry(key_parts, items, transform, views, seed, dtype)
+        if path.is_file():
+            return _read_entry(path, key, items)
+        with lock_for(path):
+            if path.is_file():  # filled by a concurrent run while we waited
+                return _read_entry(path, key, items)
+            start = time.perf_counter()
+            feats, valid = _encode(items, encode_fn, transform, batch_size, views, seed, num_workers, skip_corrupt)
+            labels = torch.tensor([i.label for i in items], dtype=torch.long)
+            tensors = {"features": feats.to(dtype).contiguous(), "labels": labels, "valid": valid}
+            atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"key": json.dumps(key, sort_keys=True)}))
+            logger.info("encoded %d images x %d views in %.1fs -> %s", len(items), views, time.perf_counter() - start,
+                        path)
+        return CachedFeatures(tensors["features"], labels, valid, path)
+
+
+def _full_key(key_parts, items, transform, views, seed, dtype) -> dict:
+    missing = [k for k in REQUIRED_KEYS if not str(key_parts.get(k, "") or "")]
+    if missing:
+        raise ValueError(f"feature-cache key lacks {missing}; give {list(REQUIRED_KEYS)} so entries never mix")
+    key = {k: str(v) for k, v in key_parts.items()}
+    key.update(transform=transform.description, items=split_fingerprint(items), n=len(items), views=views,
+               seed=seed if transform.random else None, dtype=str(dtype), format=CACHE_FORMAT)
+    return key
+
+
+def _read_entry(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures:
+    with safe_open(str(path), framework="pt") as f:
+        stored = json.loads((f.metadata() or {}).get("key", "{}"))
+    if stored != key:
+        raise ValueError(f"feature cache file {path} holds another entry ({stored}); delete it to recompute")
+    tensors = load_file(str(path))
+    labels = torch.tensor([i.label for i in items], dtype=torch.long)
+    if not torch.equal(tensors["labels"], labels):
+        raise ValueError(f"feature cache file {path} disagrees with the items' labels; delete it to recompute")
+    return CachedFeatures(tensors["features"], tensors["labels"], tensors["valid"].bool(), path)
+
+
+class _SeededView(Dataset):
+    """View ``view`` of each item: the random transform runs under a seed fixed by (seed, view, index)."""
+
+    def __init__(self, base: ImageDataset, seed: int, view: int) -> None:
+        self.base, self.seed, self.view = base, seed, view
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.view) * 1_000_033 + index)
+            return self.base[index]
+
+
+@torch.no_grad()
+def _encode(items, encode_fn, transform, batch_size, views, seed, num_workers, skip_corrupt):
+    base = ImageDataset(items, transform, skip_corrupt=skip_corrupt)
+    n = len(items)
+    feats: torch.Tensor | None = None
+    valid = torch.zeros(n, dtype=torch.bool)
+    for v in range(views):
+        dataset = _SeededView(base, seed, v) if transform.random else base
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
+                            generator=torch.Generator().manual_seed(seed))  # leaves the global generator alone
+        for batch in loader:
+            if batch is None:
+                continue
+            images, _, index = batch
+            out = encode_fn(images)
+            if out.ndim != 2 or out.shape[0] != images.shape[0]:
+                raise ValueError(f"encode_fn must map [B, 3, H, W] to [B, d]; got {tuple(out.shape)}")
+            if feats is None:
+                feats = torch.zeros(views, n, out.shape[1])
+            feats[v, index] = out.detach().float().cpu()
+            valid[index] = True
+    if feats is None:
+        raise ValueError(f"no image of the {n} items could be read; nothing to cache")
+    return feats, valid

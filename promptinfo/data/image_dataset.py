@@ -1,0 +1,71 @@
+"""A torch ``Dataset`` over benchmark items: decoded RGB image through a transform, label, index."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, default_collate
+
+from promptinfo.data.errors import CorruptImageError
+from promptinfo.data.items import Item
+
+logger = logging.getLogger(__name__)
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode ``path`` fully into an RGB PIL image.
+
+    Raises:
+        CorruptImageError: the file is missing, truncated or not an image; the message names it.
+    """
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # convert() forces the full decode inside the try
+    except FileNotFoundError as e:
+        raise CorruptImageError(f"image file {path} does not exist: {e}") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise CorruptImageError(
+            f"cannot decode image {path}: {e}. Replace the file, or set skip_corrupt=True to leave it out"
+        ) from e
+
+
+class ImageDataset(Dataset):
+    """``(image tensor [3, H, W], label, index)`` for each item.
+
+    Args:
+        items: the images and labels.
+        transform: PIL image -> tensor (see ``build_transform``).
+        skip_corrupt: instead of raising on an undecodable file, log it and yield ``None``;
+            ``collate_skipping`` then leaves it out of the batch.
+    """
+
+    def __init__(self, items: Sequence[Item], transform: Callable, skip_corrupt: bool = False) -> None:
+        self.items = list(items)
+        self.transform = transform
+        self.skip_corrupt = skip_corrupt
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        item = self.items[index]
+        try:
+            image = load_rgb(item.path)
+        except CorruptImageError as e:
+            if not self.skip_corrupt:
+                raise
+            logger.warning("skipping unreadable image (skip_corrupt=True): %s", e)
+            return None
+        return self.transform(image), item.label, index
+
+
+def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``default_collate`` without the ``None`` samples of skipped images; ``None`` if none is left."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return None
+    images, labels, indices = default_collate(kept)
+    return images, labels, indices
