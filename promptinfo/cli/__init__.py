@@ -1,0 +1,1 @@
+"""Thin hydra entry points: `promptinfo-train`, `promptinfo-eval`, `promptinfo-report`, `promptinfo-inspect`."""

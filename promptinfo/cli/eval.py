@@ -1,0 +1,30 @@
+"""`promptinfo-eval`: evaluate a saved prompt checkpoint (or an untrained method) on a dataset and class subset.
+
+Examples::
+
+    promptinfo-eval checkpoint=runs/default/oxford_pets/coop/base2novel/shots16_seed1/prompt.safetensors \
+        dataset=oxford_pets protocol.subsample=novel
+    promptinfo-eval method=zeroshot model=vit_b16 dataset=eurosat
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
+from promptinfo.engine import evaluate_checkpoint
+
+
+@hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
+def _evaluate(cfg: DictConfig) -> None:
+    run_command(evaluate_checkpoint, cfg)
+
+
+def main() -> None:
+    """Console-script entry point (arguments are hydra overrides)."""
+    _evaluate()
+
+
+if __name__ == "__main__":
+    main()

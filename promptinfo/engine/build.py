@@ -1,0 +1,63 @@
+"""Builders shared by training and evaluation: backbone, method, runtime."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from promptinfo.backbones import Backbone, create_backbone
+from promptinfo.engine.data import FeatureStore, Loading
+from promptinfo.engine.device import resolve_device, resolve_precision, seed_everything, set_determinism
+from promptinfo.engine.runtime import Runtime
+from promptinfo.engine.validate import method_options
+from promptinfo.methods import create_method
+
+logger = logging.getLogger("promptinfo.engine")
+
+BACKBONE_SEED = 0
+"""Randomly initialised backbones (`model.pretrained=null`: tests and demos) are drawn from this seed,
+so they depend on the architecture alone and a prompt checkpoint can be evaluated on the same weights."""
+
+
+def build_backbone(model_cfg) -> Backbone:
+    """The frozen backbone on the CPU (moved to the device together with the method)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BACKBONE_SEED)
+        return create_backbone(model_cfg.name, model_cfg.pretrained, device="cpu", cache_dir=model_cfg.cache_dir)
+
+
+def build_method(name: str, options: dict, backbone: Backbone, classnames, seed: int, device: torch.device):
+    """The method initialised on the CPU under `seed` (same initial prompts on every device), then moved."""
+    seed_everything(seed)
+    method = create_method(name, backbone, classnames, **options)
+    return method.to(device)
+
+
+def build_runtime(trainer_cfg, backbone: Backbone) -> Runtime:
+    """Device, precision and loading settings of a run; sets the determinism flags."""
+    set_determinism(trainer_cfg.deterministic)
+    device = resolve_device(trainer_cfg.device)
+    precision = resolve_precision(trainer_cfg.precision, device)
+    loading = Loading(
+        batch_size=trainer_cfg.batch_size,
+        eval_batch_size=trainer_cfg.eval_batch_size,
+        num_workers=trainer_cfg.num_workers,
+        pin_memory=trainer_cfg.pin_memory and device.type == "cuda",
+        persistent_workers=trainer_cfg.persistent_workers,
+    )
+    rt = Runtime(device=device, precision=precision, loading=loading, preprocess_cfg=backbone.preprocess_cfg)
+    logger.info("device %s, precision %s", device, precision.name)
+    return rt
+
+
+def attach_feature_store(rt: Runtime, method, feature_cache: str) -> None:
+    """Give a frozen-image method's runtime its feature cache (encoder: the method's `encode_images`)."""
+    if method.image_side_frozen:
+        rt.store = FeatureStore(feature_cache, method.backbone, rt.precision.name, rt.encode_fn(method),
+                                rt.preprocess_cfg, rt.loading)
+
+
+def method_from_config(method_cfg) -> tuple[str, dict]:
+    """(registry name, options) of a validated method section."""
+    return method_cfg.name, method_options(method_cfg)

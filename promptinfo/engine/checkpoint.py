@@ -1,0 +1,100 @@
+"""Resume checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is written atomically at the end of every epoch and holds the prompt, optimiser,
+scheduler and gradient-scaler states, the epoch and step counters and every random-number
+generator's state, all as tensors and plain Python values so it loads with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promptinfo.errors import CheckpointMismatchError
+from promptinfo.io import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict:
+    """The state of Python's, NumPy's and torch's global generators (CPU and every CUDA device)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the generators saved by `rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state({
+        "bit_generator": n["bit_generator"],
+        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "has_gauss": n["has_gauss"],
+        "gauss": n["gauss"],
+    })
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_resume_checkpoint(path: str | os.PathLike, *, method, optimizer, scheduler, scaler, epoch: int,
+                           step: int, fingerprint: str) -> None:
+    """Write the resume state after `epoch` epochs (1-based count of finished epochs), atomically."""
+    state = {
+        "format": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "epoch": int(epoch),
+        "step": int(step),
+        "prompt": {k: v.detach().cpu() for k, v in method.prompt.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+        "rng": rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict:
+    """Read a resume checkpoint and check that it belongs to a run with the same training config.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint was written by a run with another config.
+    """
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT_VERSION:
+        raise CheckpointMismatchError(f"{path} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}.")
+    if state["fingerprint"] != fingerprint:
+        raise CheckpointMismatchError(
+            f"{path} was written by a run with a different training config (fingerprint {state['fingerprint']} "
+            f"vs {fingerprint}). Use another run_dir, or pass overwrite=true to start this folder afresh."
+        )
+    return state
+
+
+def restore(state: dict, *, method, optimizer, scheduler, scaler) -> tuple[int, int]:
+    """Load a resume state into the training objects; returns (finished epochs, step)."""
+    method.prompt.load_state_dict(state["prompt"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"] and scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["epoch"]), int(state["step"])

@@ -1,0 +1,104 @@
+"""`evaluate_checkpoint(cfg)`: a saved prompt (or an untrained method) on any dataset and class subset."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from promptinfo.backbones import list_backbones
+from promptinfo.engine.build import (
+    attach_feature_store,
+    build_backbone,
+    build_method,
+    build_runtime,
+    method_from_config,
+)
+from promptinfo.engine.data import load_eval_split
+from promptinfo.engine.device import mix_seed
+from promptinfo.engine.evaluate import evaluate
+from promptinfo.engine.validate import validate_eval_config
+from promptinfo.errors import ConfigError
+from promptinfo.io import write_json
+from promptinfo.methods import load_prompt, read_prompt_checkpoint
+
+logger = logging.getLogger("promptinfo.engine")
+
+
+def evaluate_checkpoint(cfg) -> dict:
+    """Evaluate and write a results JSON; returns its content.
+
+    With `checkpoint` set, the method, its options and the backbone come from the checkpoint's
+    metadata; weights saved from a local file must be given again as `model.pretrained`.
+    """
+    cfg = validate_eval_config(cfg)
+    meta = read_prompt_checkpoint(cfg.checkpoint)[1] if cfg.checkpoint else None
+    name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
+    backbone = build_backbone(_model_config(cfg, meta))
+    rt = build_runtime(cfg.trainer, backbone)
+    data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
+    classnames = meta["classnames"] if meta else data.classnames
+    method = build_method(name, options, backbone, classnames, cfg.seed, rt.device)
+    if cfg.checkpoint:
+        load_prompt(method, cfg.checkpoint)
+        logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)
+    attach_feature_store(rt, method, cfg.feature_cache)
+    result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
+                      seed=mix_seed(cfg.seed, 5))
+    results = {
+        "status": "finished", "checkpoint": cfg.checkpoint, "method": name, "dataset": cfg.dataset.name,
+        "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
+        "weights": backbone.weights_id, "trained_on": _trained_on(meta),
+        "evaluations": {"test": result.record()}, "metrics": {"test": result.metrics} if result.metrics else {},
+    }
+    path = output_path(cfg, name, backbone.name)
+    write_json(path, results)
+    logger.info("%s %s: %d/%d correct, accuracy %.2f%% -> %s", cfg.dataset.name, cfg.protocol.subsample,
+                result.correct, result.total, result.accuracy, path)
+    return results
+
+
+def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
+    """Where the results JSON goes: `output`, else beside the checkpoint, else under `runs_root/eval/`."""
+    if cfg.output:
+        return Path(cfg.output)
+    stem = f"eval_{cfg.dataset.name}_{cfg.protocol.subsample}.json"
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint).parent / stem
+    return Path(cfg.runs_root) / "eval" / backbone / method / stem
+
+
+def _model_config(cfg: DictConfig, meta: dict | None):
+    """The backbone to rebuild: the checkpoint's architecture and weights, or the config's."""
+    model = cfg.model.copy()
+    if meta is None:
+        return model
+    if meta["backbone"] not in list_backbones():  # an OpenAI-format checkpoint file holds arch and weights
+        if not os.path.isfile(model.name):
+            raise ConfigError(
+                f"{cfg.checkpoint} was trained on the OpenAI-format checkpoint {meta['backbone']!r}; pass that "
+                "file again as model.name=/path/to/it.pt (and model.pretrained=null)."
+            )
+        model.pretrained = None
+        return model
+    model.name = meta["backbone"]
+    weights = meta["weights"]
+    if weights == "random":
+        model.pretrained = None
+    elif not weights.startswith("file-"):
+        model.pretrained = weights
+    elif not (model.pretrained and os.path.isfile(model.pretrained)):
+        raise ConfigError(
+            f"{cfg.checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
+            f"{weights}); pass that file again as model.pretrained=/path/to/weights."
+        )
+    return model
+
+
+def _trained_on(meta: dict | None) -> dict | None:
+    if meta is None:
+        return None
+    keys = ("dataset", "protocol", "shots", "seed", "epochs", "experiment")
+    return {k: meta.get(k) for k in keys}

@@ -1,0 +1,207 @@
+"""Typed schemas of the training and evaluation configs.
+
+The hydra configs under `configs/` are merged onto these dataclasses (see `promptinfo.engine.validate`), so
+an unknown key, a wrong type or an unknown choice stops a run at start-up with a message naming the key.
+The `method` section is typed per method: its options are the fields of the method's own `Config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union  # OmegaConf's structured configs read these forms
+
+PROTOCOLS = ("few_shot", "base2novel", "cross_dataset", "domain_generalization", "zeroshot")
+SUBSAMPLES = ("all", "base", "novel")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("cosine", "constant")
+WARMUP_TYPES = ("constant", "linear")
+PROGRESS = ("auto", "bar", "log", "none")
+INFO_LEVELS = ("batch", "class")
+
+
+@dataclass
+class ModelConfig:
+    """The frozen backbone.
+
+    Attributes:
+        name: open_clip architecture (`ViT-B-16`) or the path of an OpenAI-format checkpoint.
+        pretrained: weights tag (`openai`), a weights file, or null for random weights (tests, demos).
+        cache_dir: where open_clip keeps downloaded weights.
+    """
+
+    name: str = "ViT-B-16"
+    pretrained: Optional[str] = "openai"
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class CMAConfig:
+    """Cross-modal alignment (Song et al., arXiv 2409.16767): loss = (1 - weight) CE + weight CMA.
+
+    Attributes:
+        enabled: add the CMA term.
+        weight: lambda in [0, 1], or "auto" for the authors' per-dataset value (`cma_lambda`).
+    """
+
+    enabled: bool = False
+    weight: Union[float, str] = "auto"
+
+
+@dataclass
+class InfoLossConfig:
+    """Information-interplay terms (Song et al., arXiv 2406.03999), added to the loss with these weights.
+
+    Attributes:
+        mi_weight: weight of the MI reward (-MI), or of 1 - MIR with `use_mir`.
+        gap_weight: weight of the entropy gap |H(Z) - H(W_y)|, or of HDR with `use_hdr`.
+        level: "batch" pairs each image with its label's text feature; "class" uses class means.
+    """
+
+    mi_weight: float = 0.0
+    gap_weight: float = 0.0
+    use_mir: bool = False
+    use_hdr: bool = False
+    level: str = "batch"
+
+
+@dataclass
+class LossConfig:
+    """Cross-entropy plus the configured information terms (the method adds its own terms)."""
+
+    cma: CMAConfig = field(default_factory=CMAConfig)
+    info: InfoLossConfig = field(default_factory=InfoLossConfig)
+
+
+@dataclass
+class DatasetConfig:
+    """A registered benchmark and the folder that holds it (`<root>/<benchmark folder>`)."""
+
+    name: str = "oxford_pets"
+    root: str = "data"
+
+
+@dataclass
+class ProtocolConfig:
+    """How a run trains and evaluates (Zhou et al., CoOp / CoCoOp protocols).
+
+    Attributes:
+        name: few_shot, base2novel, cross_dataset, domain_generalization or zeroshot.
+        shots: training images per class; -1 uses every training image.
+        subsample: classes used by few_shot and zeroshot runs (all, base, novel); base2novel always
+            trains on base and evaluates base and novel.
+        targets: datasets evaluated after training on `dataset` (cross_dataset, domain_generalization).
+    """
+
+    name: str = "few_shot"
+    shots: int = 16
+    subsample: str = "all"
+    targets: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    """The one training loop's settings (defaults: the CoOp recipe).
+
+    Attributes:
+        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots`.
+        epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs).
+        batch_size: images per optimiser step, split into `grad_accum` micro-batches.
+        lr: peak learning rate; the cosine schedule decays it per epoch after the warm-up.
+        warmup_epochs, warmup_type, warmup_lr: the protocol's warm-up (1 epoch at constant 1e-5).
+        grad_accum: micro-batches per optimiser step (batch_size must be divisible by it).
+        clip_grad_norm: clip the gradient norm of the prompt parameters; null: no clipping.
+        precision: auto (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU), fp32, bf16, fp16.
+        device: auto (cuda when available), cpu, cuda, cuda:N, mps.
+        deterministic: deterministic kernels (same config and seed -> same numbers on a machine).
+        num_workers, pin_memory, persistent_workers: data loading (pinning applies on CUDA only).
+        train_views: >0 trains frozen-image methods on cached features of this many augmented views
+            per image; 0 encodes the augmented images at every step.
+        info_subset: training images on which the epoch-end information metrics are computed.
+        tensorboard: also write the per-epoch metrics as TensorBoard scalars.
+        progress: auto (bar on a terminal, log lines otherwise), bar, log, none.
+        log_every: steps between progress log lines when no bar is shown.
+        keep_checkpoint: keep the resume checkpoint after the run finished.
+    """
+
+    epochs: Optional[int] = None
+    epochs_by_shots: Dict[int, int] = field(default_factory=dict)
+    epochs_by_dataset: Dict[str, int] = field(default_factory=dict)
+    batch_size: int = 32
+    eval_batch_size: int = 100
+    lr: float = 0.002
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"
+    warmup_epochs: int = 1
+    warmup_type: str = "constant"
+    warmup_lr: float = 1e-5
+    grad_accum: int = 1
+    clip_grad_norm: Optional[float] = None
+    precision: str = "auto"
+    device: str = "auto"
+    deterministic: bool = True
+    num_workers: int = 0
+    pin_memory: bool = True
+    persistent_workers: bool = False
+    train_views: int = 0
+    info_subset: int = 256
+    tensorboard: bool = False
+    progress: str = "auto"
+    log_every: int = 20
+    keep_checkpoint: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Root of `promptinfo-train`'s config.
+
+    Attributes:
+        method: `{name: <registry key>, <option>: <value>, ...}`, typed per method at validation.
+        seed: seeds prompts, few-shot sampling, data order and augmentation.
+        experiment_name: name of the experiment preset (recorded in results as `experiment`; part of the run
+            folder). Presets set it; `experiment_name=...` names an ad-hoc variant.
+        runs_root: folder under which run folders are derived.
+        run_dir: this run's folder (derived from experiment_name, dataset, method, protocol, shots, seed).
+        overwrite: redo a finished run (its files are replaced).
+        feature_cache: folder of the frozen-encoder feature cache shared by runs.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 1
+    experiment_name: Optional[str] = None
+    runs_root: str = "runs"
+    run_dir: str = ""
+    overwrite: bool = False
+    feature_cache: str = ".cache/promptinfo/features"
+
+
+@dataclass
+class EvalConfig:
+    """Root of `promptinfo-eval`'s config.
+
+    Attributes:
+        checkpoint: a prompt checkpoint (`prompt.safetensors`); its metadata names the method, its
+            options and the backbone. Null evaluates `method` untrained (e.g. zero-shot CLIP).
+        output: results JSON; null writes `eval_<dataset>_<subsample>.json` beside the checkpoint
+            (or under `runs_root/eval/` without one).
+        seed: seeds an untrained method's initialisation.
+        feature_cache: folder of the frozen-encoder feature cache shared by runs.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = None
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(name="zeroshot", shots=0))
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: Optional[str] = None
+    output: Optional[str] = None
+    seed: int = 1
+    runs_root: str = "runs"
+    feature_cache: str = ".cache/promptinfo/features"

@@ -1,0 +1,243 @@
+"""`train(cfg)`: one run from a validated config to its run folder, resumable at every epoch boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from promptinfo.engine import rundir as rf
+from promptinfo.engine.build import (
+    attach_feature_store,
+    build_backbone,
+    build_method,
+    build_runtime,
+    method_from_config,
+)
+from promptinfo.engine.checkpoint import load_resume_checkpoint, restore, save_resume_checkpoint
+from promptinfo.engine.data import FeatureBatches, ImageBatches
+from promptinfo.engine.device import mix_seed
+from promptinfo.engine.evaluate import evaluate, shared_text_features, subset_information
+from promptinfo.engine.info import fixed_subset
+from promptinfo.engine.loop import Fit, FitState, fit
+from promptinfo.engine.objective import Objective
+from promptinfo.engine.optim import build_optimizer, build_scheduler
+from promptinfo.engine.progress import Progress, ScalarWriter
+from promptinfo.engine.protocols import Plan, plan_run
+from promptinfo.engine.validate import validate_train_config
+from promptinfo.errors import ConfigError
+from promptinfo.io import read_json
+from promptinfo.methods import save_prompt
+from promptinfo.metrics import harmonic_mean
+
+logger = logging.getLogger("promptinfo.engine")
+
+EpochCallback = Callable[[FitState, dict], None]
+
+OPERATIONAL_KEYS = (
+    "overwrite", "run_dir", "runs_root", "feature_cache", "dataset.root", "model.cache_dir",
+    "trainer.num_workers", "trainer.pin_memory", "trainer.persistent_workers", "trainer.progress",
+    "trainer.log_every", "trainer.tensorboard", "trainer.keep_checkpoint", "trainer.eval_batch_size",
+)
+"""Keys that do not change the numbers of a run: a run may resume with other values."""
+
+
+def train(cfg, callbacks: Sequence[EpochCallback] = ()) -> dict:
+    """Train and evaluate one run described by a composed `promptinfo-train` config.
+
+    A finished run (results.json with status finished) is not redone unless `overwrite=true`; an
+    interrupted one resumes from its last epoch checkpoint and ends with the numbers of an
+    uninterrupted run. `callbacks` run after every epoch's metrics and checkpoint are written.
+
+    Returns:
+        The results.json content.
+    """
+    cfg = validate_train_config(cfg)
+    with rf.RunFolder(cfg.run_dir) as run:
+        if run.finished() and not cfg.overwrite:
+            return _finished_results(run, config_fingerprint(cfg))
+        if cfg.overwrite:
+            run.clear()
+        handler = run.attach_log()
+        try:
+            return _run(cfg, run, callbacks)
+        finally:
+            run.detach_log(handler)
+
+
+def _finished_results(run: rf.RunFolder, fingerprint: str) -> dict:
+    results = read_json(run.file(rf.RESULTS))
+    if results.get("config_fingerprint") != fingerprint:
+        raise ConfigError(
+            f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
+            "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
+        )
+    logger.info("%s already finished; skipping it (pass overwrite=true to redo it).", run.path)
+    return results
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """Hash of everything in the config that can change a run's numbers."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in OPERATIONAL_KEYS:
+        *parents, leaf = key.split(".")
+        node = container
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback]) -> dict:
+    start = time.perf_counter()
+    writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard else None
+    run.write_config(cfg)
+    logger.info("run folder %s", run.path)
+    backbone = build_backbone(cfg.model)
+    rt = build_runtime(cfg.trainer, backbone)
+    plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
+    name, options = method_from_config(cfg.method)
+    classnames = (plan.train or plan.evaluations[0].data).classnames
+    method = build_method(name, options, backbone, classnames, cfg.seed, rt.device)
+    attach_feature_store(rt, method, cfg.feature_cache)
+    try:
+        state = _train_if_needed(cfg, run, method, plan, rt, callbacks, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    if method.prompt.state_dict():
+        save_prompt(method, run.file(rf.PROMPT), extra=_prompt_extra(cfg))
+    results = _evaluate_all(cfg, method, plan, rt)
+    results.update(epochs=state.epoch, steps=state.step, config_fingerprint=config_fingerprint(cfg),
+                   wall_time_s=time.perf_counter() - start)
+    run.write_results(results)
+    if not cfg.trainer.keep_checkpoint and run.file(rf.CHECKPOINT).exists():
+        run.file(rf.CHECKPOINT).unlink()
+    _log_results(results)
+    return results
+
+
+def _train_if_needed(cfg, run, method, plan: Plan, rt, callbacks, writer) -> FitState:
+    trainable = any(p.requires_grad for p in method.prompt.parameters())
+    if plan.train is None:
+        return FitState()
+    probe = InfoProbe(plan.train, rt, cfg.trainer.info_subset, cfg.seed)
+    if cfg.trainer.epochs == 0 or not trainable:
+        reason = "trainer.epochs=0" if trainable else f"{method.registry_name} has no trainable parameters"
+        logger.info("no training (%s); evaluating the method as initialised", reason)
+        run.truncate_metrics(-1)
+        _append(run, writer, {"epoch": 0, "step": 0, **probe(method)})
+        return FitState()
+    return _fit(cfg, run, method, plan, rt, probe, callbacks, writer)
+
+
+def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState:
+    t = cfg.trainer
+    batches = _batches(cfg, method, plan, rt)
+    optimizer = build_optimizer(method.prompt.parameters(), t)
+    scheduler = build_scheduler(optimizer, t)
+    scaler = rt.precision.grad_scaler(rt.device)
+    f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
+            t.clip_grad_norm)
+    fingerprint = config_fingerprint(cfg)
+    state = FitState()
+    if run.file(rf.CHECKPOINT).is_file():
+        saved = load_resume_checkpoint(run.file(rf.CHECKPOINT), fingerprint)
+        state.epoch, state.step = restore(saved, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        run.truncate_metrics(state.epoch)
+        logger.info("resuming after epoch %d/%d (step %d)", state.epoch, t.epochs, state.step)
+    else:
+        run.truncate_metrics(-1)
+        _append(run, writer, {"epoch": 0, "step": 0, "lr": optimizer.param_groups[0]["lr"], **probe(method)})
+
+    def on_epoch_end(s: FitState, row: dict) -> None:
+        row.update(probe(method))
+        _append(run, writer, row)
+        save_resume_checkpoint(run.file(rf.CHECKPOINT), method=method, optimizer=optimizer, scheduler=scheduler,
+                               scaler=scaler, epoch=s.epoch, step=s.step, fingerprint=fingerprint)
+        logger.info("epoch %d/%d loss %.4f train_acc %.2f lr %.3e mir %s (%.1fs)", s.epoch, t.epochs, row["loss"],
+                    row["train_acc"], row["lr"], _fmt(row.get("info/mir")), row["time_s"])
+        for callback in callbacks:
+            callback(s, row)
+
+    state = fit(method, batches, f, state, Progress(t.progress, t.log_every), on_epoch_end)
+    method.finalize()
+    return state
+
+
+def _batches(cfg, method, plan: Plan, rt):
+    t, data = cfg.trainer, plan.train
+    if t.train_views > 0 and method.image_side_frozen:
+        feats = rt.store.train_views(data.train, data.key, t.train_views, cfg.seed)  # [V, n, d]
+        labels = torch.tensor([item.label for item in data.train], dtype=torch.long)
+        return FeatureBatches(feats, labels, cfg.seed, t.batch_size)
+    if t.train_views > 0:
+        logger.warning("trainer.train_views=%d is ignored: %s prompts its image encoder, so images are encoded at "
+                       "every step", t.train_views, method.registry_name)
+    return ImageBatches(data.train, rt.preprocess_cfg, cfg.seed, rt.loading)
+
+
+class InfoProbe:
+    """Information metrics of a fixed subset of training images (test transform) and their label's text features."""
+
+    def __init__(self, data, rt, size: int, seed: int) -> None:
+        index = fixed_subset(len(data.train), size, mix_seed(seed, 4)).tolist()
+        self.items = [data.train[i] for i in index]
+        self.labels = torch.tensor([item.label for item in self.items], dtype=torch.long)
+        self.dataset, self.rt = data.key, rt
+
+    def __call__(self, method) -> dict:
+        if not self.items:
+            return {}
+        method.eval()
+        feats = self.rt.image_features(method, self.items, self.dataset, "train-info")
+        text = shared_text_features(method, self.rt)
+        metrics = subset_information(method, feats, self.labels, self.rt, text, torch.arange(len(self.items)))
+        return {f"info/{k}": v for k, v in metrics.items()}
+
+
+def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
+    evaluations, metrics = {}, {}
+    for ev in plan.evaluations:
+        result = evaluate(method, ev.data, rt, subsample=ev.subsample, info_subset=cfg.trainer.info_subset,
+                          seed=mix_seed(cfg.seed, 5))
+        evaluations[ev.name] = result.record()
+        if result.metrics:
+            metrics[ev.name] = result.metrics
+    results = {
+        "status": "finished", "method": method.registry_name, "dataset": cfg.dataset.name,
+        "protocol": cfg.protocol.name, "shots": cfg.protocol.shots, "seed": cfg.seed,
+        "backbone": method.backbone.name, "weights": method.backbone.weights_id, "experiment": cfg.experiment_name,
+        "evaluations": evaluations,
+    }
+    if cfg.protocol.name == "base2novel":
+        results["harmonic_mean"] = harmonic_mean(evaluations["base"]["accuracy"], evaluations["novel"]["accuracy"])
+    results["metrics"] = metrics
+    return results
+
+
+def _prompt_extra(cfg) -> dict:
+    return {"dataset": cfg.dataset.name, "protocol": cfg.protocol.name, "shots": cfg.protocol.shots,
+            "seed": cfg.seed, "epochs": cfg.trainer.epochs, "experiment": cfg.experiment_name}
+
+
+def _append(run: rf.RunFolder, writer, row: dict) -> None:
+    run.append_metrics(row)
+    if writer is not None:
+        writer.write(row)
+
+
+def _log_results(results: dict) -> None:
+    for name, ev in results["evaluations"].items():
+        logger.info("%s: %d/%d correct, accuracy %.2f%%", name, ev["correct"], ev["total"], ev["accuracy"])
+    if "harmonic_mean" in results:
+        logger.info("harmonic mean %.2f", results["harmonic_mean"])
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
