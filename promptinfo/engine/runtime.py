@@ -12,17 +12,9 @@ from promptinfo.engine.data import FeatureStore, Loading, image_loader
 from promptinfo.engine.device import Precision
 from promptinfo.methods import MethodOutput
 
-IMAGE_CONDITIONED_TEXT = frozenset({"cocoop"})
-"""Methods whose text features depend on the image, for methods that do not declare
-`text_depends_on_image` themselves (see `text_depends_on_image`)."""
-
-
 def text_depends_on_image(method) -> bool:
     """Whether `method.text_features` needs image features (CoCoOp: one classifier per image)."""
-    declared = getattr(type(method), "text_depends_on_image", None)
-    if declared is not None:
-        return bool(declared)
-    return method.registry_name in IMAGE_CONDITIONED_TEXT
+    return method.text_depends_on_image
 
 
 @dataclass

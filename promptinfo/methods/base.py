@@ -41,11 +41,14 @@ class PromptMethod(nn.Module):
     Class attributes:
         image_side_frozen: image features come from the frozen backbone alone, so they can be
             cached on disk and never re-encoded (zero-shot, CoOp, CoCoOp, KgCoOp).
+        text_depends_on_image: `text_features` needs the image features and returns one classifier
+            per image (CoCoOp); otherwise one classifier serves every batch of an evaluation.
     """
 
     Config: ClassVar[type] = MethodConfig
     registry_name: ClassVar[str] = ""
     image_side_frozen: ClassVar[bool] = True
+    text_depends_on_image: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, classnames: Sequence[str], config) -> None:
         super().__init__()

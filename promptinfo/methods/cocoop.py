@@ -48,6 +48,7 @@ class CoCoOp(ContextPrompts):
     """
 
     Config = CoCoOpConfig
+    text_depends_on_image = True
 
     def __init__(self, backbone: Backbone, classnames: Sequence[str], config: CoCoOpConfig) -> None:
         super().__init__(backbone, classnames, config)
