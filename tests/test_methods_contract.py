@@ -24,6 +24,10 @@ METHOD_ROWS = [
     ("coop", {"n_ctx": 2, "csc": True}),
     ("cocoop", {}),
     ("maple", {"depth": 3}),
+    ("kgcoop", {"n_ctx": 4, "ctx_init": ""}),  # random context: from "a photo of a" L_kg starts at its minimum
+    ("vpt", {"n_ctx_vision": 2, "depth_vision": 3}),
+    ("ivlp", {"depth_text": 3, "depth_vision": 2}),
+    ("promptsrc", {"depth_text": 2, "depth_vision": 3}),
 ]
 CLASSES = ["cat", "red panda", "sea_lion", "fire truck"]
 OTHER_CLASSES = ["airplane", "tabby cat", "banana", "golden retriever", "tulip", "bus"]

@@ -1,0 +1,110 @@
+"""IVLP: independent deep vision and language prompts, the uncoupled baseline of MaPLe (Khattak et al.,
+"MaPLe: Multi-modal Prompt Learning", CVPR 2023, Sec. 4 ablations) and the prompt design of PromptSRC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from promptinfo.backbones import Backbone, normalize
+from promptinfo.errors import ConfigError
+from promptinfo.methods._prompts import init_context, phrase_length, placeholder_prefix
+from promptinfo.methods.base import MethodOutput
+from promptinfo.methods.coop import ContextPrompts
+from promptinfo.methods.registry import register_method
+from promptinfo.methods.vpt import add_vision_prompts, check_depth, vision_prompts
+
+
+@dataclass
+class IVLPConfig:
+    """Args:
+    n_ctx_text: learnable text tokens after the start-of-text token, per prompted layer (MaPLe's IVLP: 2).
+    n_ctx_vision: vision prompt tokens per prompted layer (MaPLe's IVLP: 2).
+    depth_text: text prompt depth: input-level context plus deeper prompts before text layers
+        1 .. depth_text-1 (MaPLe's IVLP: 12); at least 1, at most the text layer count.
+    depth_vision: vision prompt depth, as for text; 0 leaves the image encoder unprompted
+        (language-only deep prompting).
+    ctx_init: phrase of every class prompt ("{ctx_init} {name}."); its first `n_ctx_text` token embeddings
+        initialise the context and the rest stays fixed text. An empty string gives `n_ctx_text` random
+        vectors in front of the class name (None keeps the default phrase).
+    init_std: standard deviation of the deeper prompts, the vision prompts and a random context.
+    """
+
+    n_ctx_text: int = 2
+    n_ctx_vision: int = 2
+    depth_text: int = 12
+    depth_vision: int = 12
+    ctx_init: str | None = "a photo of a"
+    init_std: float = 0.02
+
+
+@register_method("ivlp")
+class IVLP(ContextPrompts):
+    """Independent prompts in both towers, with no function linking them.
+
+    Learnable tensors under `self.prompt`: `ctx` `[n_ctx_text, tw]` (input-level text context),
+    `deep_text` (depth_text - 1 tensors `[n_ctx_text, tw]`, replacing text tokens 1 .. n_ctx_text before
+    text layers 1 .. depth_text-1), and the vision prompts `vision_ctx`, `deep_vision` of VPT-deep.
+    """
+
+    Config = IVLPConfig
+    image_side_frozen = False
+
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: IVLPConfig) -> None:
+        super().__init__(backbone, classnames, config)
+        name = type(self).__name__
+        check_depth(name, "text", config.depth_text, backbone.text_layers)
+        if config.depth_vision > 0:
+            check_depth(name, "vision", config.depth_vision, backbone.vision_layers)
+            add_vision_prompts(self.prompt, backbone, config.n_ctx_vision, config.depth_vision, config.init_std)
+        elif config.depth_vision < 0:
+            raise ConfigError(f"{name} depth_vision={config.depth_vision}; use 0 for an unprompted image encoder.")
+        else:
+            self.image_side_frozen = True  # no vision prompts: image features can be cached
+        self._add_text_prompts(config, backbone.logit_scale.device)
+        self._build_class_prompts()
+
+    def _add_text_prompts(self, config: IVLPConfig, device: torch.device) -> None:
+        ctx = self._text_context(config.n_ctx_text, config.ctx_init, config.init_std)
+        deeper = [nn.init.normal_(torch.empty(ctx.shape), std=config.init_std) for _ in range(config.depth_text - 1)]
+        self.prompt.ctx = nn.Parameter(ctx.to(device))  # [n_ctx, tw]
+        self.prompt.deep_text = nn.ParameterList([nn.Parameter(p.to(device)) for p in deeper])
+
+    def _text_context(self, n_ctx: int, ctx_init: str | None, std: float) -> torch.Tensor:
+        """The first `n_ctx` token embeddings of `ctx_init` (or random vectors); sets the prompt text."""
+        if n_ctx < 1:
+            raise ConfigError(f"n_ctx_text={n_ctx}; {type(self).__name__} needs at least one text context token.")
+        self.n_ctx = n_ctx
+        if not ctx_init:
+            self.prefix_text = placeholder_prefix(n_ctx)
+            return init_context(self.backbone, None, n_ctx, std)
+        available = phrase_length(self.backbone, ctx_init)
+        if n_ctx > available:
+            raise ConfigError(
+                f"n_ctx_text={n_ctx} but ctx_init={ctx_init!r} has only {available} tokens; use a longer phrase, "
+                f"n_ctx_text <= {available}, or ctx_init='' for random context vectors."
+            )
+        self.prefix_text = ctx_init
+        return init_context(self.backbone, ctx_init, n_ctx)[:n_ctx]
+
+    # ----------------------------------------------------------------- forward
+    @property
+    def has_vision_prompts(self) -> bool:
+        return hasattr(self.prompt, "vision_ctx")
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.has_vision_prompts:
+            return super().encode_images(images)
+        shallow, deeper = vision_prompts(self.prompt)
+        return normalize(self.backbone.encode_image(images, shallow, deeper))
+
+    def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
+        prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
+        deeper = list(self.prompt.deep_text)
+        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens, deeper, prompt_start=1))
+
+    def forward_output(self, images: torch.Tensor) -> MethodOutput:
+        return self.classify(self.encode_images(images), self.text_features())
