@@ -27,10 +27,14 @@ def build_backbone(model_cfg) -> Backbone:
         return create_backbone(model_cfg.name, model_cfg.pretrained, device="cpu", cache_dir=model_cfg.cache_dir)
 
 
-def build_method(name: str, options: dict, backbone: Backbone, classnames, seed: int, device: torch.device):
-    """The method initialised on the CPU under `seed` (same initial prompts on every device), then moved."""
+def build_method(
+    name: str, options: dict, backbone: Backbone, data, seed: int, device: torch.device, classnames=None
+):
+    """The method for `data`'s classes and templates, initialised on the CPU under `seed` (same initial
+    prompts on every device), then moved. `classnames` overrides the data's (a checkpoint's classes)."""
     seed_everything(seed)
-    method = create_method(name, backbone, classnames, **options)
+    names = data.classnames if classnames is None else classnames
+    method = create_method(name, backbone, names, dataset_templates=data.templates, **options)
     return method.to(device)
 
 

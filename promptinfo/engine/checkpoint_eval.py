@@ -39,8 +39,8 @@ def evaluate_checkpoint(cfg) -> dict:
     backbone = build_backbone(_model_config(cfg, meta))
     rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
-    classnames = meta["classnames"] if meta else data.classnames
-    method = build_method(name, options, backbone, classnames, cfg.seed, rt.device)
+    classnames = meta["classnames"] if meta else None
+    method = build_method(name, options, backbone, data, cfg.seed, rt.device, classnames=classnames)
     if cfg.checkpoint:
         load_prompt(method, cfg.checkpoint)
         logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)

@@ -63,7 +63,7 @@ def evaluate(method, data: BenchmarkData, rt: Runtime, *, subsample: str, info_s
     images drawn with `seed` (none when 0).
     """
     method.eval()
-    method.set_classnames(data.classnames)
+    method.set_classnames(data.classnames, data.templates)
     feats = rt.image_features(method, data.test, data.key, "test")  # [n, d]; the cache key holds the items
     labels = torch.tensor([item.label for item in data.test], dtype=torch.long)
     text = shared_text_features(method, rt)

@@ -102,8 +102,7 @@ def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback])
     rt = build_runtime(cfg.trainer, backbone)
     plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
     name, options = method_from_config(cfg.method)
-    classnames = (plan.train or plan.evaluations[0].data).classnames
-    method = build_method(name, options, backbone, classnames, cfg.seed, rt.device)
+    method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
     attach_feature_store(rt, method, cfg.feature_cache)
     try:
         state = _train_if_needed(cfg, run, method, plan, rt, callbacks, writer)

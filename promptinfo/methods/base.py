@@ -11,6 +11,9 @@ from torch import nn
 from promptinfo.backbones import Backbone, normalize
 
 
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
 @dataclass
 class MethodOutput:
     """What a forward pass produces; losses and metrics read the features from here.
@@ -50,12 +53,19 @@ class PromptMethod(nn.Module):
     image_side_frozen: ClassVar[bool] = True
     text_depends_on_image: ClassVar[bool] = False
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.config = config
         self.prompt = nn.Module()
         self.classnames = _clean(classnames)
+        self.dataset_templates = _templates(dataset_templates)
 
     # ----------------------------------------------------------------- class set
     @property
@@ -63,10 +73,24 @@ class PromptMethod(nn.Module):
         """Whether the learned prompts are tied to the class list (then they cannot be transferred)."""
         return False
 
-    def set_classnames(self, classnames: Sequence[str]) -> None:
-        """Swap the class set (base to novel, cross-dataset) keeping the learned prompts."""
+    def set_classnames(self, classnames: Sequence[str], dataset_templates: Sequence[str] | None = None) -> None:
+        """Swap the class set (base to novel, cross-dataset) keeping the learned prompts.
+
+        Args:
+            classnames: the new class names, ordered by label.
+            dataset_templates: the hand-crafted templates of the new classes' dataset, used by methods
+                whose frozen text side is built from templates (zero-shot, KgCoOp, VPT).
+        """
         self.classnames = _clean(classnames)
+        if dataset_templates is not None:
+            self.dataset_templates = _templates(dataset_templates)
         self._build_class_prompts()
+
+    def templates_for(self, configured: Sequence[str] | None) -> list[str]:
+        """Templates of a frozen text side: the configured ones, else the dataset's, else CLIP's default."""
+        if configured:
+            return list(configured)
+        return self.dataset_templates or list(DEFAULT_TEMPLATES)
 
     def _build_class_prompts(self) -> None:
         """Rebuild whatever depends on the class names (token buffers, frozen text features)."""
@@ -111,6 +135,16 @@ class PromptMethod(nn.Module):
 
     def finalize(self) -> None:
         """Called once after training, before the final evaluation."""
+
+
+def _templates(templates: Sequence[str] | None) -> list[str] | None:
+    if templates is None:
+        return None
+    templates = list(templates)
+    bad = [t for t in templates if t.count("{}") != 1]
+    if not templates or bad:
+        raise ValueError(f"Templates must each hold '{{}}' once, where the class name goes; got {bad or templates}.")
+    return templates
 
 
 def _clean(classnames: Sequence[str]) -> list[str]:

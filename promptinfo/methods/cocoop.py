@@ -50,8 +50,14 @@ class CoCoOp(ContextPrompts):
     Config = CoCoOpConfig
     text_depends_on_image = True
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: CoCoOpConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: CoCoOpConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         if config.max_text_batch < 1:
             raise ConfigError(f"max_text_batch={config.max_text_batch}; it must be a positive number of sequences.")
         ctx = self._setup_context(config.n_ctx, config.ctx_init, config.init_std)

@@ -75,8 +75,14 @@ class CoOp(ContextPrompts):
 
     Config = CoOpConfig
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: CoOpConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: CoOpConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         if config.class_token_position not in _POSITIONS:
             raise ConfigError(f"class_token_position={config.class_token_position!r}; choose one of {_POSITIONS}.")
         ctx = self._setup_context(config.n_ctx, config.ctx_init, config.init_std)
@@ -91,13 +97,13 @@ class CoOp(ContextPrompts):
     def class_specific(self) -> bool:
         return self.config.csc
 
-    def set_classnames(self, classnames: Sequence[str]) -> None:
+    def set_classnames(self, classnames: Sequence[str], dataset_templates: Sequence[str] | None = None) -> None:
         if self.config.csc and len(classnames) != self.prompt.ctx.shape[0]:
             raise ConfigError(
                 f"Class-specific contexts were learned for {self.prompt.ctx.shape[0]} classes and cannot be "
                 f"used for {len(classnames)} other classes; train with csc=false to transfer prompts."
             )
-        super().set_classnames(classnames)
+        super().set_classnames(classnames, dataset_templates)
 
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
         prompts = self._assemble(self.prompt.ctx, self.config.class_token_position)

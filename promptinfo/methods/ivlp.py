@@ -53,8 +53,14 @@ class IVLP(ContextPrompts):
     Config = IVLPConfig
     image_side_frozen = False
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: IVLPConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: IVLPConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         name = type(self).__name__
         check_depth(name, "text", config.depth_text, backbone.text_layers)
         if config.depth_vision > 0:

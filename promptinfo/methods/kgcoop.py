@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -29,14 +30,15 @@ class KgCoOpConfig(CoOpConfig):
     """CoOp's options (see `CoOpConfig`) with KgCoOp's defaults, plus:
 
     kg_weight: lambda of the knowledge-guided term (paper and code: 8.0).
-    template: hand-crafted template of the frozen class features w^clip; the authors use each dataset's
-        CoOp template (e.g. "a photo of a {}, a type of pet.") and "a photo of a {}." on ImageNet.
+    template: hand-crafted template of the frozen class features w^clip; None (default) uses the
+        dataset's first template, as the authors do (e.g. "a photo of a {}, a type of pet."), or
+        "a photo of a {}." without a dataset.
     """
 
     n_ctx: int = 4
     ctx_init: str | None = "a photo of a"
     kg_weight: float = 8.0
-    template: str = "a photo of a {}."
+    template: str | None = None
 
 
 @register_method("kgcoop")
@@ -49,19 +51,22 @@ class KgCoOp(CoOp):
 
     Config = KgCoOpConfig
 
-    def __init__(self, backbone, classnames, config: KgCoOpConfig) -> None:
-        if config.template.count("{}") != 1:
+    def __init__(
+        self, backbone, classnames, config: KgCoOpConfig, dataset_templates: Sequence[str] | None = None
+    ) -> None:
+        if config.template is not None and config.template.count("{}") != 1:
             raise ConfigError(
                 f"KgCoOp template={config.template!r} must contain '{{}}' exactly once, where the class name goes "
                 "(e.g. 'a photo of a {}.')."
             )
         if config.kg_weight < 0:
             raise ConfigError(f"KgCoOp kg_weight={config.kg_weight}; it must be non-negative (paper: 8.0).")
-        super().__init__(backbone, classnames, config)
+        super().__init__(backbone, classnames, config, dataset_templates)
 
     def _build_class_prompts(self) -> None:
         super()._build_class_prompts()
-        frozen = zeroshot_classifier(self.backbone, self.classnames, [self.config.template])
+        template = self.templates_for([self.config.template] if self.config.template else None)[0]
+        frozen = zeroshot_classifier(self.backbone, self.classnames, [template])
         self.register_buffer("frozen_text", frozen, persistent=False)  # [C, d]
 
     def extra_losses(self, output: MethodOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:

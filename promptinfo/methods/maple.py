@@ -52,8 +52,14 @@ class MaPLe(ContextPrompts):
     Config = MaPLeConfig
     image_side_frozen = False
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: MaPLeConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: MaPLeConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         text_width, vision_width = backbone.text_width, backbone.vision_width  # ResNet towers raise here
         _check_depth(config.depth, backbone)
         device = backbone.device

@@ -114,9 +114,15 @@ class PromptSRC(IVLP):
 
     Config = PromptSRCConfig
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: PromptSRCConfig) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: PromptSRCConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
         _check_config(config)
-        super().__init__(backbone, classnames, config)
+        super().__init__(backbone, classnames, config, dataset_templates)
         n_values = sum(p.numel() for p in self.prompt.parameters())
         device = backbone.logit_scale.device
         self.prompt.register_buffer("gpa_sum", torch.zeros(n_values, device=device))

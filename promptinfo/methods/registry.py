@@ -47,14 +47,18 @@ def build_config(cls: type, overrides: dict):
     return cls.Config(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def create_method(name: str, backbone, classnames: Sequence[str], **config):
+def create_method(
+    name: str, backbone, classnames: Sequence[str], dataset_templates: Sequence[str] | None = None, **config
+):
     """Build a registered method on a frozen backbone for a class list.
 
     Args:
         name: registry key (see `list_methods()`).
         backbone: a `promptinfo.Backbone`.
         classnames: class names ordered by label.
+        dataset_templates: the dataset's hand-crafted templates, for methods with a template-built
+            frozen text side (zero-shot and KgCoOp use them unless their config names templates).
         **config: fields of the method's `Config` dataclass; None keeps the default.
     """
     cls = method_class(name)
-    return cls(backbone, classnames, build_config(cls, config))
+    return cls(backbone, classnames, build_config(cls, config), dataset_templates)

@@ -79,8 +79,14 @@ class VPT(PromptMethod):
     Config = VPTConfig
     image_side_frozen = False
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: VPTConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: VPTConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         check_depth("VPT", "vision", config.depth_vision, backbone.vision_layers)
         add_vision_prompts(self.prompt, backbone, config.n_ctx_vision, config.depth_vision, config.init_std)
         self._build_class_prompts()

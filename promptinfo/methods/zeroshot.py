@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -34,7 +34,12 @@ def zeroshot_classifier(
 
 @dataclass
 class ZeroShotConfig:
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {}."])
+    """Args:
+    templates: prompt templates whose features are averaged per class; None uses the dataset's
+        hand-crafted templates (given by the engine), or "a photo of a {}." without a dataset.
+    """
+
+    templates: list[str] | None = None
 
 
 @register_method("zeroshot")
@@ -43,12 +48,18 @@ class ZeroShot(PromptMethod):
 
     Config = ZeroShotConfig
 
-    def __init__(self, backbone: Backbone, classnames: Sequence[str], config: ZeroShotConfig) -> None:
-        super().__init__(backbone, classnames, config)
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        config: ZeroShotConfig,
+        dataset_templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, config, dataset_templates)
         self._build_class_prompts()
 
     def _build_class_prompts(self) -> None:
-        weights = zeroshot_classifier(self.backbone, self.classnames, self.config.templates)
+        weights = zeroshot_classifier(self.backbone, self.classnames, self.templates_for(self.config.templates))
         self.register_buffer("classifier", weights, persistent=False)
 
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
