@@ -33,7 +33,8 @@ def rng_state() -> dict:
             "gauss": float(np_state["gauss"]),
         },
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # the current device's generator only: reading all of them would open a context on every GPU
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
     }
     return state
 
@@ -51,7 +52,7 @@ def set_rng_state(state: dict) -> None:
     })
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 def save_resume_checkpoint(path: str | os.PathLike, *, method, optimizer, scheduler, scaler, epoch: int,

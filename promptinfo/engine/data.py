@@ -26,6 +26,7 @@ from promptinfo.data import (
     load_benchmark,
     subsample_classes,
 )
+from promptinfo.engine import distributed as dist
 from promptinfo.engine.device import mix_seed
 
 SUBSAMPLE_NAMES = {"all": "all", "base": "base", "novel": "new"}
@@ -113,7 +114,7 @@ class ImageBatches:
 
     def __init__(self, items: Sequence[Item], preprocess_cfg, seed: int, loading: Loading) -> None:
         dataset = EpochSeededImages(items, build_transform(preprocess_cfg, train=True), seed)
-        self.sampler = EpochBatchSampler(len(items), loading.batch_size, seed)
+        self.sampler = dist.shard_batches(EpochBatchSampler(len(items), loading.batch_size, seed))
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, collate_fn=collate_skipping,
                                  **loading.loader_kwargs())
 
@@ -134,7 +135,7 @@ class FeatureBatches:
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, seed: int, batch_size: int) -> None:
         self.features, self.labels, self.seed = features, labels, seed  # [views, n, d], [n]
-        self.sampler = EpochBatchSampler(labels.shape[0], batch_size, seed)
+        self.sampler = dist.shard_batches(EpochBatchSampler(labels.shape[0], batch_size, seed))
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptinfo.data import BenchmarkData
+from promptinfo.engine import distributed as dist
 from promptinfo.engine.info import fixed_subset, information_metrics, label_text_features
 from promptinfo.engine.runtime import Runtime, text_depends_on_image
 from promptinfo.metrics import AccuracyCount, accuracy
@@ -60,14 +61,22 @@ def evaluate(method, data: BenchmarkData, rt: Runtime, *, subsample: str, info_s
     """Accuracy of `method` on `data.test` with `data.classnames`, and information metrics.
 
     The method's class names are set to the split's. Information metrics use `info_subset` test
-    images drawn with `seed` (none when 0).
+    images drawn with `seed` (none when 0). Under torch.distributed each rank classifies its share
+    of the test images (and encodes it, for a prompted image side) and the counts are summed.
     """
     method.eval()
     method.set_classnames(data.classnames, data.templates)
-    feats = rt.image_features(method, data.test, data.key, "test")  # [n, d]; the cache key holds the items
+    start, stop = dist.shard_bounds(len(data.test))
+    if method.image_side_frozen:  # from the cache, whose key holds the items: every rank reads the whole split
+        feats = rt.image_features(method, data.test, data.key, "test")  # [n, d]
+    else:
+        feats = dist.gather_rows(rt.image_features(method, data.test[start:stop], data.key, "test"), len(data.test))
     labels = torch.tensor([item.label for item in data.test], dtype=torch.long)
     text = shared_text_features(method, rt)
-    count = accuracy(classify_features(method, feats, rt, text), labels)
+    count = AccuracyCount(0, 0)
+    if stop > start:
+        count = accuracy(classify_features(method, feats[start:stop], rt, text), labels[start:stop])
+    count = AccuracyCount(*dist.sum_counts(count.correct, count.total))
     metrics = {}
     if info_subset > 0:
         metrics = subset_information(method, feats, labels, rt, text, fixed_subset(len(labels), info_subset, seed))

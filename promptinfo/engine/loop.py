@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from promptinfo.engine import distributed as dist
 from promptinfo.engine.objective import Objective
 from promptinfo.engine.progress import Progress
 from promptinfo.engine.runtime import Runtime
@@ -112,10 +113,11 @@ def train_epoch(method, batches: Batches, f: Fit, state: FitState, progress: Pro
             correct = int((output.logits.argmax(dim=1) == y).sum())
             stats.add(y.shape[0], correct, float(loss.total.detach()), {k: v.detach() for k, v in loss.terms.items()},
                       loss.weights)
+        dist.sync_gradients(params, labels.shape[0])  # no-op in one process
         _optimizer_step(f, params)
         state.step += 1
         progress.update(i, labels.shape[0], stats.loss / max(stats.samples, 1), lr)
-    return stats
+    return dist.reduce_epoch_stats(stats)
 
 
 def _optimizer_step(f: Fit, params: list[torch.nn.Parameter]) -> None:

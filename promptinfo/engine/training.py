@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
 from promptinfo.engine.build import (
     attach_feature_store,
@@ -58,11 +59,14 @@ def train(cfg, callbacks: Sequence[EpochCallback] = ()) -> dict:
         The results.json content.
     """
     cfg = validate_train_config(cfg)
-    with rf.RunFolder(cfg.run_dir) as run:
-        if run.finished() and not cfg.overwrite:
+    with dist.run_folder(cfg.run_dir) as run:  # under torchrun rank 0 alone locks and writes it
+        finished = run.finished()
+        dist.barrier()  # every rank has read the folder before rank 0 may clear it
+        if finished and not cfg.overwrite:
             return _finished_results(run, config_fingerprint(cfg))
         if cfg.overwrite:
             run.clear()
+            dist.barrier()
         handler = run.attach_log()
         try:
             return _run(cfg, run, callbacks)
@@ -95,7 +99,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback]) -> dict:
     start = time.perf_counter()
-    writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard else None
+    writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard and dist.is_main() else None
     run.write_config(cfg)
     logger.info("run folder %s", run.path)
     backbone = build_backbone(cfg.model)
@@ -109,13 +113,13 @@ def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback])
     finally:
         if writer is not None:
             writer.close()
-    if method.prompt.state_dict():
+    if method.prompt.state_dict() and dist.is_main():
         save_prompt(method, run.file(rf.PROMPT), extra=_prompt_extra(cfg))
     results = _evaluate_all(cfg, method, plan, rt)
     results.update(epochs=state.epoch, steps=state.step, config_fingerprint=config_fingerprint(cfg),
                    wall_time_s=time.perf_counter() - start)
     run.write_results(results)
-    if not cfg.trainer.keep_checkpoint and run.file(rf.CHECKPOINT).exists():
+    if dist.is_main() and not cfg.trainer.keep_checkpoint and run.file(rf.CHECKPOINT).exists():
         run.file(rf.CHECKPOINT).unlink()
     _log_results(results)
     return results
@@ -157,14 +161,17 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
     def on_epoch_end(s: FitState, row: dict) -> None:
         row.update(probe(method))
         _append(run, writer, row)
-        save_resume_checkpoint(run.file(rf.CHECKPOINT), method=method, optimizer=optimizer, scheduler=scheduler,
-                               scaler=scaler, epoch=s.epoch, step=s.step, fingerprint=fingerprint)
+        if dist.is_main():
+            save_resume_checkpoint(run.file(rf.CHECKPOINT), method=method, optimizer=optimizer,
+                                   scheduler=scheduler, scaler=scaler, epoch=s.epoch, step=s.step,
+                                   fingerprint=fingerprint)
         logger.info("epoch %d/%d loss %.4f train_acc %.2f lr %.3e mir %s (%.1fs)", s.epoch, t.epochs, row["loss"],
                     row["train_acc"], row["lr"], _fmt(row.get("info/mir")), row["time_s"])
         for callback in callbacks:
             callback(s, row)
 
-    state = fit(method, batches, f, state, Progress(t.progress, t.log_every), on_epoch_end)
+    progress = Progress(t.progress if dist.is_main() else "none", t.log_every)
+    state = fit(method, batches, f, state, progress, on_epoch_end)
     method.finalize()
     return state
 
@@ -191,7 +198,7 @@ class InfoProbe:
         self.dataset, self.rt = data.key, rt
 
     def __call__(self, method) -> dict:
-        if not self.items:
+        if not self.items or not dist.is_main():  # rank 0 alone writes metrics.jsonl
             return {}
         method.eval()
         feats = self.rt.image_features(method, self.items, self.dataset, "train-info")

@@ -39,6 +39,8 @@ class ContextPrompts(PromptMethod):
     """Methods whose class prompts are [SOS] + context + class name + "." + [EOS] (CoOp family)."""
 
     def _setup_context(self, n_ctx: int, ctx_init: str | None, init_std: float) -> torch.Tensor:
+        if not ctx_init and n_ctx < 1:
+            raise ConfigError(f"n_ctx={n_ctx}; a prompt needs at least one context vector.")
         ctx = init_context(self.backbone, ctx_init, n_ctx, init_std)
         self.n_ctx = ctx.shape[0]
         self.prefix_text = ctx_init if ctx_init else placeholder_prefix(self.n_ctx)
