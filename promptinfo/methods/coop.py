@@ -46,6 +46,24 @@ class ContextPrompts(PromptMethod):
         self.prefix_text = ctx_init if ctx_init else placeholder_prefix(self.n_ctx)
         return ctx
 
+    def _leading_context(self, n_ctx: int, ctx_init: str | None, std: float, option: str = "n_ctx") -> torch.Tensor:
+        """The first `n_ctx` token embeddings of `ctx_init`, the rest of the phrase staying fixed text
+        (MaPLe, IVLP), or `n_ctx` random vectors without a phrase; sets the prompt text."""
+        if n_ctx < 1:
+            raise ConfigError(f"{option}={n_ctx}; {type(self).__name__} needs at least one context token.")
+        self.n_ctx = n_ctx
+        if not ctx_init:
+            self.prefix_text = placeholder_prefix(n_ctx)
+            return init_context(self.backbone, None, n_ctx, std)
+        available = phrase_length(self.backbone, ctx_init)
+        if n_ctx > available:
+            raise ConfigError(
+                f"{option}={n_ctx} but ctx_init={ctx_init!r} has only {available} tokens; use a longer phrase, "
+                f"{option} <= {available}, or ctx_init='' for random context vectors."
+            )
+        self.prefix_text = ctx_init
+        return init_context(self.backbone, ctx_init, n_ctx)[:n_ctx]
+
     def _build_class_prompts(self) -> None:
         texts = [f"{self.prefix_text} {name}." for name in self.classnames]
         tokens, emb = embed_prompts(self.backbone, texts)

@@ -11,7 +11,6 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
-from promptinfo.methods._prompts import init_context, phrase_length, placeholder_prefix
 from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
@@ -70,31 +69,14 @@ class IVLP(ContextPrompts):
             raise ConfigError(f"{name} depth_vision={config.depth_vision}; use 0 for an unprompted image encoder.")
         else:
             self.image_side_frozen = True  # no vision prompts: image features can be cached
-        self._add_text_prompts(config, backbone.logit_scale.device)
+        self._add_text_prompts(config, backbone.device)
         self._build_class_prompts()
 
     def _add_text_prompts(self, config: IVLPConfig, device: torch.device) -> None:
-        ctx = self._text_context(config.n_ctx_text, config.ctx_init, config.init_std)
+        ctx = self._leading_context(config.n_ctx_text, config.ctx_init, config.init_std, "n_ctx_text")
         deeper = [nn.init.normal_(torch.empty(ctx.shape), std=config.init_std) for _ in range(config.depth_text - 1)]
         self.prompt.ctx = nn.Parameter(ctx.to(device))  # [n_ctx, tw]
         self.prompt.deep_text = nn.ParameterList([nn.Parameter(p.to(device)) for p in deeper])
-
-    def _text_context(self, n_ctx: int, ctx_init: str | None, std: float) -> torch.Tensor:
-        """The first `n_ctx` token embeddings of `ctx_init` (or random vectors); sets the prompt text."""
-        if n_ctx < 1:
-            raise ConfigError(f"n_ctx_text={n_ctx}; {type(self).__name__} needs at least one text context token.")
-        self.n_ctx = n_ctx
-        if not ctx_init:
-            self.prefix_text = placeholder_prefix(n_ctx)
-            return init_context(self.backbone, None, n_ctx, std)
-        available = phrase_length(self.backbone, ctx_init)
-        if n_ctx > available:
-            raise ConfigError(
-                f"n_ctx_text={n_ctx} but ctx_init={ctx_init!r} has only {available} tokens; use a longer phrase, "
-                f"n_ctx_text <= {available}, or ctx_init='' for random context vectors."
-            )
-        self.prefix_text = ctx_init
-        return init_context(self.backbone, ctx_init, n_ctx)[:n_ctx]
 
     # ----------------------------------------------------------------- forward
     @property

@@ -12,7 +12,6 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
-from promptinfo.methods._prompts import init_context, phrase_length, placeholder_prefix
 from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
@@ -63,7 +62,7 @@ class MaPLe(ContextPrompts):
         text_width, vision_width = backbone.text_width, backbone.vision_width  # ResNet towers raise here
         _check_depth(config.depth, backbone)
         device = backbone.device
-        self.prompt.ctx = nn.Parameter(self._shared_context(config).to(device))  # [n_ctx, tw]
+        self.prompt.ctx = nn.Parameter(self._leading_context(config.n_ctx, config.ctx_init, config.init_std).to(device))  # [n_ctx, tw]
         self.prompt.proj = nn.Linear(text_width, vision_width).to(device)
         deeper = [torch.empty(self.n_ctx, text_width) for _ in range(config.depth - 1)]
         self.prompt.compound_prompts_text = nn.ParameterList(
@@ -74,23 +73,6 @@ class MaPLe(ContextPrompts):
             [copy.deepcopy(coupling).to(device) for _ in range(config.depth - 1)]
         )
         self._build_class_prompts()
-
-    def _shared_context(self, config: MaPLeConfig) -> torch.Tensor:
-        """The first `n_ctx` token embeddings of `ctx_init` (or random vectors); sets the prompt text."""
-        if config.n_ctx < 1:
-            raise ConfigError(f"n_ctx={config.n_ctx}; MaPLe needs at least one context token.")
-        self.n_ctx = config.n_ctx
-        if not config.ctx_init:
-            self.prefix_text = placeholder_prefix(config.n_ctx)
-            return init_context(self.backbone, None, config.n_ctx, config.init_std)
-        available = phrase_length(self.backbone, config.ctx_init)
-        if config.n_ctx > available:
-            raise ConfigError(
-                f"n_ctx={config.n_ctx} but ctx_init={config.ctx_init!r} has only {available} tokens; use a longer "
-                f"phrase, n_ctx <= {available}, or ctx_init='' for random context vectors."
-            )
-        self.prefix_text = config.ctx_init
-        return init_context(self.backbone, config.ctx_init, config.n_ctx)[: config.n_ctx]
 
     # ----------------------------------------------------------------- prompts
     def vision_prompts(self) -> VisionPrompts:

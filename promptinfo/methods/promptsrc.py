@@ -124,7 +124,7 @@ class PromptSRC(IVLP):
         _check_config(config)
         super().__init__(backbone, classnames, config, dataset_templates)
         n_values = sum(p.numel() for p in self.prompt.parameters())
-        device = backbone.logit_scale.device
+        device = backbone.device
         self.prompt.register_buffer("gpa_sum", torch.zeros(n_values, device=device))
         self.prompt.register_buffer("gpa_weight", torch.zeros((), device=device))
 

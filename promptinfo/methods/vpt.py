@@ -40,7 +40,7 @@ def add_vision_prompts(prompt: nn.Module, backbone: Backbone, n_ctx: int, depth:
     """
     if n_ctx < 1:
         raise ConfigError(f"n_ctx_vision={n_ctx}; vision prompting needs at least one prompt token.")
-    width, device = backbone.vision_width, backbone.logit_scale.device  # ResNet towers raise here
+    width, device = backbone.vision_width, backbone.device  # ResNet towers raise here
     shallow = nn.init.normal_(torch.empty(n_ctx, width), std=std)
     deeper = [nn.init.normal_(torch.empty(n_ctx, width), std=std) for _ in range(depth - 1)]
     prompt.vision_ctx = nn.Parameter(shallow.to(device))
