@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import torch
@@ -16,10 +15,10 @@ import torch
 from promptinfo.backbones import create_backbone
 from promptinfo.data import FeatureCache, load_benchmark
 from promptinfo.engine.device import resolve_device, resolve_precision
-from promptinfo.errors import PromptInfoError
+from promptinfo.cli._argparse import run_command
 from promptinfo.io import write_json
 from promptinfo.methods import create_method
-from promptinfo.report.formats import parse_formats, to_markdown, write_table
+from promptinfo.report.formats import to_markdown, write_table
 from promptinfo.report.inspection import inspect_benchmark, inspection_frame, inspection_table
 from promptinfo.report.plots import plot_metric_bars, plot_spectra
 
@@ -61,19 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("promptinfo").setLevel(logging.INFO)
-    try:
-        formats = parse_formats(args.format)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        return _inspect(args, formats)
-    except PromptInfoError as err:
-        print(f"promptinfo-inspect: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv, _inspect)
 
 
 def _inspect(args: argparse.Namespace, formats: list[str]) -> int:

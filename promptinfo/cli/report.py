@@ -11,9 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-from promptinfo.errors import PromptInfoError
+from promptinfo.cli._argparse import run_command
 from promptinfo.io import atomic_path
-from promptinfo.report import build_tables, load_runs, parse_formats, to_markdown, write_table
+from promptinfo.report import build_tables, load_runs, to_markdown, write_table
 from promptinfo.report.plots import TRAJECTORY_MODES, write_trajectory_plots
 
 logger = logging.getLogger("promptinfo.report")
@@ -37,19 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("promptinfo").setLevel(logging.INFO)
-    try:
-        formats = parse_formats(args.format)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        return _report(args, formats)
-    except PromptInfoError as err:
-        print(f"promptinfo-report: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv, _report)
 
 
 def _report(args: argparse.Namespace, formats: list[str]) -> int:
