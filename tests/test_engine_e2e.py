@@ -269,3 +269,10 @@ def test_resume_keeps_method_state_and_cached_views(setting, data_root, workdir)
     for name, tensor in prompt_tensors(reference_folder).items():
         assert torch.equal(prompt_tensors(folder)[name], tensor), name
     assert metric_rows(folder) == metric_rows(reference_folder)
+
+
+def test_label_names_the_variant_in_folder_and_results(data_root, workdir):
+    plain, plain_dir = run(data_root, workdir, "method=coop", "method.n_ctx=2", "seed=7")
+    cma, cma_dir = run(data_root, workdir, "method=coop", "method.n_ctx=2", "seed=7", "loss=cma", "label=coop+cma")
+    assert plain_dir != cma_dir and cma_dir.parts[-3] == "coop+cma" and plain_dir.parts[-3] == "coop"
+    assert (plain["method"], cma["method"]) == ("coop", "coop+cma")

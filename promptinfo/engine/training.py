@@ -216,7 +216,7 @@ def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
         if result.metrics:
             metrics[ev.name] = result.metrics
     results = {
-        "status": "finished", "method": method.registry_name, "dataset": cfg.dataset.name,
+        "status": "finished", "method": cfg.label or method.registry_name, "dataset": cfg.dataset.name,
         "protocol": cfg.protocol.name, "shots": cfg.protocol.shots, "seed": cfg.seed,
         "backbone": method.backbone.name, "weights": method.backbone.weights_id, "experiment": cfg.experiment_name,
         "evaluations": evaluations,
