@@ -39,7 +39,7 @@ def build_method(
 
 
 def build_runtime(trainer_cfg, backbone: Backbone) -> Runtime:
-    """Device, precision and loading settings of a run; sets the determinism flags."""
+    """Device, precision and loading settings of a run; sets the determinism flags and the backbone's speed options."""
     set_determinism(trainer_cfg.deterministic)
     device = resolve_device(trainer_cfg.device)
     precision = resolve_precision(trainer_cfg.precision, device)
@@ -51,8 +51,24 @@ def build_runtime(trainer_cfg, backbone: Backbone) -> Runtime:
         persistent_workers=trainer_cfg.persistent_workers,
     )
     rt = Runtime(device=device, precision=precision, loading=loading, preprocess_cfg=backbone.preprocess_cfg)
+    apply_speed_options(backbone, trainer_cfg)
     logger.info("device %s, precision %s", device, precision.name)
     return rt
+
+
+def apply_speed_options(backbone: Backbone, trainer_cfg) -> None:
+    """`trainer.channels_last` and `trainer.compile`: levers that keep a run's numbers up to float rounding.
+
+    Compiling wraps the backbone's two encoders, through which every method's image and text passes go;
+    the text length changes with the class set, so a new class set compiles once more.
+    """
+    if trainer_cfg.channels_last:
+        backbone.to(memory_format=torch.channels_last)  # changes only 4-D (convolution) weights
+    if trainer_cfg.compile and not getattr(backbone, "compiled", False):
+        backbone.encode_image = torch.compile(backbone.encode_image)
+        backbone.encode_text_embeddings = torch.compile(backbone.encode_text_embeddings)
+        backbone.compiled = True
+        logger.info("backbone encoders compiled with torch.compile (the first steps compile them)")
 
 
 def attach_feature_store(rt: Runtime, method, feature_cache: str) -> None:

@@ -117,6 +117,10 @@ class TrainerConfig:
         num_workers, pin_memory, persistent_workers: data loading (pinning applies on CUDA only).
         train_views: >0 trains frozen-image methods on cached features of this many augmented views
             per image; 0 encodes the augmented images at every step.
+        channels_last: keep the backbone's convolution weights channels-last (faster ResNet towers, the
+            same numbers up to float rounding; ViT patch embeddings are unaffected).
+        compile: `torch.compile` the backbone's image and text encoders (opt-in: compiling takes minutes
+            and pays off on long GPU runs; numbers equal up to float rounding).
         info_subset: training images on which the epoch-end information metrics are computed.
         tensorboard: also write the per-epoch metrics as TensorBoard scalars.
         progress: auto (bar on a terminal, log lines otherwise), bar, log, none.
@@ -146,6 +150,8 @@ class TrainerConfig:
     pin_memory: bool = True
     persistent_workers: bool = False
     train_views: int = 0
+    channels_last: bool = True
+    compile: bool = False
     info_subset: int = 256
     tensorboard: bool = False
     progress: str = "auto"
@@ -162,8 +168,11 @@ class TrainConfig:
         seed: seeds prompts, few-shot sampling, data order and augmentation.
         experiment_name: name of the experiment preset (recorded in results as `experiment`; part of the run
             folder). Presets set it; `experiment_name=...` names an ad-hoc variant.
+        label: name of this variant in run folders and report tables instead of the method's name,
+            e.g. `coop+cma` for CoOp trained with the CMA loss.
         runs_root: folder under which run folders are derived.
-        run_dir: this run's folder (derived from experiment_name, dataset, method, protocol, shots, seed).
+        run_dir: this run's folder (derived from experiment_name, dataset, label or method, protocol, shots,
+            seed).
         overwrite: redo a finished run (its files are replaced).
         feature_cache: folder of the frozen-encoder feature cache shared by runs.
     """
@@ -176,6 +185,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 1
     experiment_name: Optional[str] = None
+    label: Optional[str] = None
     runs_root: str = "runs"
     run_dir: str = ""
     overwrite: bool = False
