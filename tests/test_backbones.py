@@ -119,7 +119,7 @@ def test_same_seed_same_weights():
 def test_list_backbones_includes_open_clip_and_tiny_models():
     names = promptinfo.list_backbones()
     assert {"ViT-B-16", "ViT-L-14", "RN50", "pi-tiny-vit-s"} <= set(names)
-    assert ("ViT-B-16", "openai") in promptinfo.list_backbones(pretrained=True)
+    assert {("ViT-B-16", "openai"), ("pi-demo-default", "procedural")} <= set(promptinfo.list_backbones(pretrained=True))
 
 
 def test_unknown_backbone_lists_close_matches():

@@ -46,7 +46,12 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 """Object colours (saturated, so they never blend with the grey backgrounds)."""
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
+SHAPES: tuple[str, ...] = (
+    "circle", "square", "triangle", "star", "cross", "ring", "hexagon", "diamond", "crescent", "arrow"
+)
+"""Every shape the renderer draws; the benchmark uses ``BENCHMARK_SHAPES``."""
+
+BENCHMARK_SHAPES: tuple[str, ...] = SHAPES[:6]
 
 SIZES: dict[str, tuple[float, float]] = {
     "small": (0.30, 0.42),
@@ -54,6 +59,9 @@ SIZES: dict[str, tuple[float, float]] = {
     "large": (0.65, 0.80),
 }
 """Shape radius as a fraction of half the image width, per size word."""
+
+MAX_SHIFT = 1.0
+"""Largest offset of the shape's centre from the image centre, per axis (normalised units)."""
 
 BACKGROUNDS: tuple[str, ...] = ("plain", "striped", "checkered", "dotted", "gradient", "noisy")
 
@@ -104,7 +112,7 @@ class ProceduralClass:
 
 
 def procedural_classes(
-    colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = SHAPES
+    colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = BENCHMARK_SHAPES
 ) -> list[ProceduralClass]:
     """Classes in label order: one checkerboard of the colour x shape grid, then the other.
 
@@ -151,7 +159,7 @@ def sample_scene(colour: str, shape: str, rng: np.random.Generator) -> Scene:
         raise ConfigError(f"Unknown procedural class '{colour} {shape}'; colours: {list(COLOURS)}, shapes: {list(SHAPES)}.")
     size = str(rng.choice(list(SIZES)))
     radius = float(rng.uniform(*SIZES[size]))
-    room = max(0.0, 0.95 - radius)  # keep the whole shape inside the image
+    room = min(MAX_SHIFT, max(0.0, 0.95 - radius))  # keep the whole shape inside the image
     centre = (float(rng.uniform(-room, room)), float(rng.uniform(-room, room)))
     base = np.asarray(COLOURS[colour], dtype=np.float64) / 255.0
     rgb = np.clip(base * rng.uniform(0.85, 1.1) + rng.normal(0.0, 0.03, size=3), 0.0, 1.0)
@@ -263,12 +271,14 @@ def _shape_alpha(scene: Scene, resolution: int) -> np.ndarray:
     to_px = lambda px, py: ((px + 1.0) * side / 2.0, (py + 1.0) * side / 2.0)  # noqa: E731
     cx, cy = scene.centre
     r = scene.radius
-    if scene.shape in ("circle", "ring"):
+    if scene.shape in ("circle", "ring", "crescent"):
         (x0, y0), (x1, y1) = to_px(cx - r, cy - r), to_px(cx + r, cy + r)
         draw.ellipse([x0, y0, x1, y1], fill=255)
-        if scene.shape == "ring":
-            h = 0.55 * r
-            (x0, y0), (x1, y1) = to_px(cx - h, cy - h), to_px(cx + h, cy + h)
+        if scene.shape != "circle":  # cut a hole (ring) or a bite (crescent)
+            h = 0.55 * r if scene.shape == "ring" else 0.85 * r
+            off = 0.0 if scene.shape == "ring" else 0.45 * r
+            hx, hy = cx + off * math.cos(scene.rotation), cy + off * math.sin(scene.rotation)
+            (x0, y0), (x1, y1) = to_px(hx - h, hy - h), to_px(hx + h, hy + h)
             draw.ellipse([x0, y0, x1, y1], fill=0)
     else:
         points = _outline(scene.shape)  # (K, 2) on the unit circle scale
@@ -292,6 +302,12 @@ def _outline(shape: str) -> list[tuple[float, float]]:
              (1.0 if k % 2 == 0 else 0.42) * math.sin(-math.pi / 2 + k * math.pi / 5))
             for k in range(10)
         ]
+    if shape == "hexagon":
+        return [(math.cos(k * math.pi / 3), math.sin(k * math.pi / 3)) for k in range(6)]
+    if shape == "diamond":
+        return [(0.0, -1.0), (0.6, 0.0), (0.0, 1.0), (-0.6, 0.0)]
+    if shape == "arrow":
+        return [(-0.95, -0.25), (0.1, -0.25), (0.1, -0.7), (0.95, 0.0), (0.1, 0.7), (0.1, 0.25), (-0.95, 0.25)]
     if shape == "cross":
         a, b = 0.95, 0.32
         return [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
@@ -372,7 +388,7 @@ class ProceduralSpec:
     test_per_class: int = 32
     seed: int = 0
     colours: tuple[str, ...] = tuple(COLOURS)
-    shapes: tuple[str, ...] = SHAPES
+    shapes: tuple[str, ...] = BENCHMARK_SHAPES
 
     def __post_init__(self) -> None:
         _check_attributes(self.colours, self.shapes)
@@ -403,6 +419,13 @@ class ProceduralSpec:
             "classnames": [c.name for c in self.classes],
             "templates": list(TEMPLATES),
         }
+
+
+VARIANTS: dict[str, ProceduralSpec] = {
+    "default": ProceduralSpec(),
+    "small": ProceduralSpec(train_per_class=16, val_per_class=4, test_per_class=16),
+}
+"""Named copies of the benchmark: ``default`` for the demo job, ``small`` for fast tests."""
 
 
 def split_scenes(spec: ProceduralSpec, split: str) -> Iterator[tuple[ProceduralClass, int, Scene]]:
