@@ -13,6 +13,7 @@ from promptinfo.data.benchmarks import (  # noqa: F401  (imported for their regi
     imagenet_v2,
     oxford_flowers,
     oxford_pets,
+    procedural,
     stanford_cars,
     sun397,
     ucf101,

@@ -1,0 +1,122 @@
+"""The demo CLIP: pretraining learns held-out classes, is deterministic, and its checkpoint loads anywhere."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from promptinfo import demo
+from promptinfo.backbones import create_backbone
+from promptinfo.data import procedural
+from promptinfo.errors import ConfigError
+
+MICRO = replace(
+    demo.VARIANTS["small"],
+    benchmark=procedural.ProceduralSpec(train_per_class=1, val_per_class=1, test_per_class=2),
+    steps=3,
+    batch_size=32,
+    warmup_steps=1,
+)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    """The small variant, pretrained once for this module (the slowest step of the file)."""
+    cache = tmp_path_factory.mktemp("demo_cache")
+    return demo.ensure_demo_backbone("small", cache_dir=cache, num_threads=1), cache
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    return demo.pretrain_demo_clip(MICRO, workers=1)
+
+
+def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
+    path, _ = small_checkpoint
+    report = json.loads(path.with_suffix(".json").read_text())
+    model = open_clip.create_model("pi-demo-small", pretrained=str(path)).eval()
+    measured = demo.evaluate_demo_clip(model, demo.VARIANTS["small"])
+    assert measured == {k: report[k] for k in measured}  # the report is what the weights do
+    assert measured["chance_novel"] == pytest.approx(1 / 24)
+    assert measured["accuracy_novel"] >= 4 * measured["chance_novel"]
+    assert measured["accuracy_base"] >= 6 * measured["chance_base"]
+
+
+def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
+    path, cache = small_checkpoint
+    stamp = path.stat().st_mtime_ns
+    assert demo.ensure_demo_backbone("small", cache_dir=cache) == path
+    assert path.stat().st_mtime_ns == stamp
+    assert path.name == f"pi-demo-small-{demo.VARIANTS['small'].fingerprint()}.safetensors"
+    assert demo.VARIANTS["small"].fingerprint() != replace(demo.VARIANTS["small"], seed=1).fingerprint()
+
+
+def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_outputs(micro_model, tmp_path):
+    model, report = micro_model
+    path = tmp_path / "micro.safetensors"
+    demo.save_demo_checkpoint(model, report, path)
+    loaded = open_clip.create_model("pi-demo-small", pretrained=str(path)).eval()
+    images = demo.to_model_input(np.stack([procedural.render("red", "star", s, 32) for s in range(3)]), model)
+    tokens = open_clip.tokenize(["a photo of a red star.", "a blue ring."])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(images), model.encode_image(images))
+        assert torch.equal(loaded.encode_text(tokens), model.encode_text(tokens))
+        assert torch.equal(loaded.logit_scale, model.logit_scale)
+    backbone = create_backbone("pi-demo-small", pretrained=str(path))
+    assert backbone.embed_dim == 64 and backbone.context_length == 77
+    assert json.loads(path.with_suffix(".json").read_text())["fingerprint"] == MICRO.fingerprint()
+
+
+def test_pretraining_is_deterministic_with_or_without_loader_workers(micro_model):
+    model, report = micro_model
+    again, report_again = demo.pretrain_demo_clip(MICRO, workers=0)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert report_again["final_loss"] == report["final_loss"]
+
+
+def test_pretraining_never_sees_novel_classes():
+    recipe = demo.VARIANTS["default"]
+    base, novel = procedural.base_novel_split(recipe.benchmark.classes)
+    pairs = set(demo.pretraining_pairs(recipe))
+    assert {(c.colour, c.shape) for c in base} <= pairs
+    assert not pairs & {(c.colour, c.shape) for c in novel}
+    images, tokens = demo.PretrainingBatches(MICRO, (0.5,) * 3, (0.25,) * 3)[2]
+    assert images.shape == (32, 3, 32, 32) and tokens.shape == (32, 77)
+
+
+def test_truncated_text_pass_equals_full_pass():
+    torch.manual_seed(0)
+    model = demo.create_demo_model("pi-demo-small").eval()
+    tokens = open_clip.tokenize(["a red circle.", "a photo of a small purple star on a dotted background."])
+    with torch.no_grad():
+        torch.testing.assert_close(demo.encode_text_truncated(model, tokens), model.encode_text(tokens))
+
+
+def test_model_input_matches_open_clip_eval_transform():
+    model = demo.create_demo_model("pi-demo-small")
+    images = np.stack([procedural.render("cyan", "cross", s, 32) for s in range(2)])
+    transform = open_clip.image_transform(32, is_train=False)
+    expected = torch.stack([transform(Image.fromarray(x)) for x in images])
+    torch.testing.assert_close(demo.to_model_input(images, model), expected)
+
+
+def test_clip_loss_is_symmetric_info_nce():
+    torch.manual_seed(0)
+    img, txt = torch.randn(5, 8), torch.randn(5, 8)
+    scale = torch.tensor(2.0)
+    logits = scale.exp() * torch.nn.functional.normalize(img, dim=-1) @ torch.nn.functional.normalize(txt, dim=-1).T
+    by_hand = -(logits.log_softmax(1).diag().mean() + logits.log_softmax(0).diag().mean()) / 2
+    torch.testing.assert_close(demo.clip_loss(img, txt, scale), by_hand)
+
+
+def test_unknown_variant_and_mismatched_resolution_are_rejected():
+    with pytest.raises(ConfigError, match="small"):
+        demo.get_recipe("huge")
+    bad = replace(MICRO, benchmark=replace(MICRO.benchmark, resolution=48))
+    with pytest.raises(ConfigError, match="resolution=32"):
+        demo.pretrain_demo_clip(bad)
