@@ -33,8 +33,6 @@ from promptinfo.engine import train
 from promptinfo.errors import PromptInfoError
 from promptinfo.report.plots import plot_run_trajectories
 
-logger = logging.getLogger("promptinfo.demo")
-
 EXPERIMENT = "demo"
 """The experiment preset (``configs/experiment/demo.yaml``) and the runs' folder under ``--runs-root``."""
 
