@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny randomly initialised CLIP backbones (nothing is downloaded)."""
+"""Shared fixtures: tiny randomly initialised CLIP backbones (nothing is downloaded), the demo weights cache."""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,3 +26,16 @@ def tiny_backbone() -> promptinfo.Backbone:
 def vit_backbone(request) -> promptinfo.Backbone:
     """Two differently sized tiny ViT backbones, for tests every method must pass on both."""
     return make_backbone(request.param)
+
+
+def session_temp(tmp_path_factory) -> Path:
+    """This test session's temporary folder, shared by the session's pytest-xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """One demo-weights cache for the session: the small demo CLIP is pretrained once, by whichever test
+    gets there first (``ensure_demo_backbone`` makes the others wait on its file lock)."""
+    return session_temp(tmp_path_factory) / "demo_weights"

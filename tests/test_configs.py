@@ -152,6 +152,10 @@ def test_inconsistent_values_are_refused():
     assert "lambda must lie in [0, 1]" in _error(["loss=cma", "loss.cma.weight=1.5"])
     assert "set trainer.epochs" in _error(["protocol.shots=3"])
     assert "protocol.targets" in _error(["protocol=cross_dataset", "protocol.targets=[]"])
+    assert "trainer.crop_scale=[0.0, 1.0]" in _error(["trainer.crop_scale=[0.0,1.0]"])
+    assert "trainer.crop_scale=[0.9, 0.5]" in _error(["trainer.crop_scale=[0.9,0.5]"])
+    assert "[low, high]" in _error(["trainer.crop_scale=[0.5]"])
+    assert "trainer.hflip=1.5" in _error(["trainer.hflip=1.5"])
 
 
 def test_unknown_group_option_is_refused_by_hydra_with_the_available_ones():

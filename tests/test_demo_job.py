@@ -11,7 +11,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from promptinfo.engine.data import load_split
 from promptinfo.engine.validate import validate_train_config
 from promptinfo.losses import cma_loss
 from promptinfo.methods import create_method, load_prompt
+from tests.conftest import session_temp
 
 EPOCHS = 20
 LABELS = ("zeroshot", "coop", "coop+cma", "maple")
@@ -63,24 +63,18 @@ def run_demo(root: Path, *extra: str) -> tuple[int, str]:
     return status, out.getvalue()
 
 
-def shared_temp(tmp_path_factory) -> Path:
-    """This session's temporary folder, shared by the pytest-xdist workers of the session."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    """The demo job, with its own weights cache, feature cache, data and runs under one temporary folder.
+def job(tmp_path_factory, demo_cache):
+    """The demo job, with the session's demo weights and its own feature cache, data and runs in a temporary folder.
 
     Run once per test session: the first xdist worker to get here runs it, the others read its outcome.
     """
-    root = shared_temp(tmp_path_factory) / "demo_job"
+    root = session_temp(tmp_path_factory) / "demo_job"
     outcome = root / "outcome.json"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTINFO_HOME", str(root / "home"))
+        mp.setenv("PROMPTINFO_HOME", str(demo_cache))
         mp.setenv("PROMPTINFO_CACHE", str(root / "cache"))
         root.mkdir(exist_ok=True)
         with FileLock(str(root.with_suffix(".lock"))):
@@ -171,12 +165,11 @@ def test_prompt_learning_lowers_the_training_loss_from_the_zero_shot_start(job):
         assert min(row["loss/ce"] for row in rows[-5:]) < 0.85 * start, label
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the demo CLIP is pretrained on the base classes themselves, so its zero-shot classifier already sits at "
-    "the ceiling of its frozen image features (a linear probe on them does no better); pretraining must leave headroom for prompt learning (issue 9)"))
 def test_prompt_learning_raises_base_accuracy_over_zero_shot(job):
+    """Half of the base classes are new to the demo CLIP: its features separate them better than its zero-shot
+    classifier does, and prompt learning on 16 shots closes part of that gap."""
     zero_shot = job.results("zeroshot")["evaluations"]["base"]["accuracy"]
-    assert job.results("coop")["evaluations"]["base"]["accuracy"] >= zero_shot + 2.0
+    assert job.results("coop")["evaluations"]["base"]["accuracy"] >= zero_shot + 5.0
 
 
 def per_class_entropy(folder: Path, batch_size: int = 32) -> float:

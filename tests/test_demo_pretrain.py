@@ -1,7 +1,9 @@
 """The demo CLIP: pretraining learns held-out classes, is deterministic, and its checkpoint loads anywhere."""
 
+import importlib.util
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -24,10 +26,9 @@ MICRO = replace(
 
 
 @pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    """The small variant, pretrained once for this module (the slowest step of the file)."""
-    cache = tmp_path_factory.mktemp("demo_cache")
-    return demo.ensure_demo_backbone("small", cache_dir=cache, num_threads=1), cache
+def small_checkpoint(demo_cache):
+    """The small variant, pretrained once per test session (the slowest step of the file)."""
+    return demo.ensure_demo_backbone("small", cache_dir=demo_cache, num_threads=1), demo_cache
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,18 @@ def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
     assert measured["chance_novel"] == pytest.approx(1 / 24)
     assert measured["accuracy_novel"] >= 4 * measured["chance_novel"]
     assert measured["accuracy_base"] >= 6 * measured["chance_base"]
+    assert measured["accuracy_base_pretrained"] > measured["accuracy_base_unseen"] + 0.1  # room for prompt learning
+
+
+def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, capsys):
+    path, cache = small_checkpoint
+    spec = importlib.util.spec_from_file_location("pretrain_demo_clip", Path(__file__).parents[1] / "tools" / "pretrain_demo_clip.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["--variant", "small", "--cache-dir", str(cache), "--pretraining-classes", "half_base"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["checkpoint"] == str(path) and printed["fingerprint"] == demo.VARIANTS["small"].fingerprint()
+    assert printed["accuracy_base_unseen"] < printed["accuracy_base_pretrained"]
 
 
 def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
@@ -79,14 +92,28 @@ def test_pretraining_is_deterministic_with_or_without_loader_workers(micro_model
     assert report_again["final_loss"] == report["final_loss"]
 
 
-def test_pretraining_never_sees_novel_classes():
+def test_pretraining_sees_half_of_the_base_classes_with_every_attribute_and_no_novel_class():
     recipe = demo.VARIANTS["default"]
     base, novel = procedural.base_novel_split(recipe.benchmark.classes)
-    pairs = set(demo.pretraining_pairs(recipe))
-    assert {(c.colour, c.shape) for c in base} <= pairs
-    assert not pairs & {(c.colour, c.shape) for c in novel}
+    pairs = demo.pretraining_pairs(recipe)
+    base_pairs = [(c.colour, c.shape) for c in base]
+    assert len(pairs) == len(base) // 2 and set(pairs) < set(base_pairs)
+    assert pairs == [p for p in base_pairs if p in pairs]  # label order
+    assert {c for c, _ in pairs} == set(recipe.benchmark.colours) and {s for _, s in pairs} == set(recipe.benchmark.shapes)
+    assert not set(pairs) & {(c.colour, c.shape) for c in novel}
+    assert demo.pretraining_pairs(replace(recipe, pretraining_classes="base")) == base_pairs
     images, tokens = demo.PretrainingBatches(MICRO, (0.5,) * 3, (0.25,) * 3)[2]
     assert images.shape == (32, 3, 32, 32) and tokens.shape == (32, 77)
+    assert set(demo.PretrainingBatches(MICRO, (0.5,) * 3, (0.25,) * 3).pairs) == set(pairs)
+
+
+def test_pretraining_classes_are_checked():
+    with pytest.raises(ConfigError, match="half_base"):
+        demo.pretraining_pairs(replace(MICRO, pretraining_classes="all"))
+    two_by_two = replace(MICRO, benchmark=replace(MICRO.benchmark, colours=("red", "blue"), shapes=("circle", "star")))
+    with pytest.raises(ConfigError, match=r"never see \['blue', 'star'\]"):
+        demo.pretraining_pairs(two_by_two)
+    assert demo.pretraining_pairs(replace(two_by_two, pretraining_classes="base")) == [("red", "circle"), ("blue", "star")]
 
 
 def test_truncated_text_pass_equals_full_pass():

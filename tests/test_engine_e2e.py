@@ -157,6 +157,22 @@ def test_domain_generalization_on_cached_views(data_root, workdir):
     assert [r["epoch"] for r in metric_rows(folder)] == [0, 1]
 
 
+def test_crop_scale_and_hflip_set_the_augmentation_of_cached_views(data_root, tmp_path):
+    def views(*overrides: str) -> torch.Tensor:
+        workdir = tmp_path / str(len(list(tmp_path.iterdir())))
+        run(data_root, workdir, "method=coop", "method.n_ctx=2", "protocol.shots=2", "trainer.train_views=2",
+            "trainer.epochs=1", *overrides)
+        [entry] = (workdir / "features").glob("*train-augmented*.safetensors")
+        return load_file(str(entry))["features"]  # [views, n, d]
+
+    whole = views("trainer.crop_scale=[1.0,1.0]", "trainer.hflip=0.0")
+    mirrored = views("trainer.crop_scale=[1.0,1.0]", "trainer.hflip=1.0")
+    default = views()
+    assert torch.equal(whole[0], whole[1]) and torch.equal(mirrored[0], mirrored[1])  # nothing random is left
+    assert not torch.allclose(whole, mirrored, atol=1e-4)  # the flip reaches the views
+    assert not torch.allclose(default[0], default[1], atol=1e-4)  # CoOp's crops differ per view
+
+
 def test_zeroshot_protocol_and_untrainable_methods_skip_training(data_root, workdir):
     results, folder = run(data_root, workdir, "method=zeroshot", "protocol=zeroshot", "protocol.subsample=base")
     assert results["evaluations"]["test"]["total"] == 2 * TEST_PER_CLASS and results["epochs"] == 0

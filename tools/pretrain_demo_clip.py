@@ -2,7 +2,7 @@
 
 The library does this by itself on first use; run this script to do it ahead of time, to rebuild it,
 or to try another recipe. It prints the checkpoint path and the report (wall times, zero-shot
-accuracy on base classes and on held-out novel classes).
+accuracy on base classes, split into those pretraining saw and the others, and on novel classes).
 
     python tools/pretrain_demo_clip.py                      # default variant, ~3 min on 2 cores
     python tools/pretrain_demo_clip.py --variant small      # the fast test variant
@@ -29,13 +29,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("steps", "batch_size", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"override the recipe's {name}")
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
+    parser.add_argument("--pretraining-classes", choices=demo.PRETRAINING_CLASSES, default=None,
+                        help="override which base classes pretraining sees (half_base: half of them; base: all)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed", "lr")}
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed", "lr", "pretraining_classes")}
     recipe = replace(demo.get_recipe(args.variant), **{k: v for k, v in overrides.items() if v is not None})
     path = demo.demo_checkpoint_path(recipe, args.cache_dir)
     if args.force and path.is_file():

@@ -112,8 +112,8 @@ class ImageBatches:
 
     kind = "images"
 
-    def __init__(self, items: Sequence[Item], preprocess_cfg, seed: int, loading: Loading) -> None:
-        dataset = EpochSeededImages(items, build_transform(preprocess_cfg, train=True), seed)
+    def __init__(self, items: Sequence[Item], transform: Callable, seed: int, loading: Loading) -> None:
+        dataset = EpochSeededImages(items, transform, seed)
         self.sampler = dist.shard_batches(EpochBatchSampler(len(items), loading.batch_size, seed))
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, collate_fn=collate_skipping,
                                  **loading.loader_kwargs())
@@ -169,11 +169,11 @@ class FeatureStore:
         )
         return entry.view(0)
 
-    def train_views(self, items: Sequence[Item], dataset: str, views: int, seed: int) -> torch.Tensor:
-        """Features `[views, n, d]` of `views` augmented views of every training image."""
+    def train_views(self, items: Sequence[Item], dataset: str, views: int, seed: int, transform) -> torch.Tensor:
+        """Features `[views, n, d]` of `views` views of every training image under the random `transform`."""
         entry = self.cache.get_or_compute(
             {**self.key, "dataset": dataset, "split": "train-augmented"}, items, self.encode_fn,
-            build_transform(self.preprocess_cfg, train=True), batch_size=self.loading.eval_batch_size,
+            transform, batch_size=self.loading.eval_batch_size,
             views=views, seed=seed, num_workers=self.loading.num_workers,
         )
         return entry.features

@@ -115,6 +115,9 @@ class TrainerConfig:
         device: auto (cuda when available), cpu, cuda, cuda:N, mps.
         deterministic: deterministic kernels (same config and seed -> same numbers on a machine).
         num_workers, pin_memory, persistent_workers: data loading (pinning applies on CUDA only).
+        crop_scale: area range `[low, high]` of the training random resized crop (CoOp: 0.08 to 1); raise the
+            low end for small or object-centred images, where a 0.08 crop can miss the object.
+        hflip: probability of the training horizontal flip.
         train_views: >0 trains frozen-image methods on cached features of this many augmented views
             per image; 0 encodes the augmented images at every step.
         channels_last: keep the backbone's convolution weights channels-last (faster ResNet towers, the
@@ -149,6 +152,8 @@ class TrainerConfig:
     num_workers: int = 0
     pin_memory: bool = True
     persistent_workers: bool = False
+    crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
+    hflip: float = 0.5
     train_views: int = 0
     channels_last: bool = True
     compile: bool = False

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from promptinfo.data import build_transform
 from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
 from promptinfo.engine.build import (
@@ -178,14 +179,15 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
 
 def _batches(cfg, method, plan: Plan, rt):
     t, data = cfg.trainer, plan.train
+    augment = build_transform(rt.preprocess_cfg, train=True, scale=tuple(t.crop_scale), hflip=t.hflip)
     if t.train_views > 0 and method.image_side_frozen:
-        feats = rt.store.train_views(data.train, data.key, t.train_views, cfg.seed)  # [V, n, d]
+        feats = rt.store.train_views(data.train, data.key, t.train_views, cfg.seed, augment)  # [V, n, d]
         labels = torch.tensor([item.label for item in data.train], dtype=torch.long)
         return FeatureBatches(feats, labels, cfg.seed, t.batch_size)
     if t.train_views > 0:
         logger.warning("trainer.train_views=%d is ignored: %s prompts its image encoder, so images are encoded at "
                        "every step", t.train_views, method.registry_name)
-    return ImageBatches(data.train, rt.preprocess_cfg, cfg.seed, rt.loading)
+    return ImageBatches(data.train, augment, cfg.seed, rt.loading)
 
 
 class InfoProbe:

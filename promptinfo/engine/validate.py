@@ -181,6 +181,11 @@ def _check_trainer(t: DictConfig) -> None:
             f"trainer.batch_size={t.batch_size} is not divisible by trainer.grad_accum={t.grad_accum}; "
             "the batch is split into grad_accum equal micro-batches."
         )
+    if len(t.crop_scale) != 2 or not 0.0 < t.crop_scale[0] <= t.crop_scale[1] <= 1.0:
+        raise ConfigError(f"trainer.crop_scale={list(t.crop_scale)}; give [low, high] with 0 < low <= high <= 1 "
+                          "(the area range of the random resized crop, e.g. [0.08, 1.0]).")
+    if not 0.0 <= t.hflip <= 1.0:
+        raise ConfigError(f"trainer.hflip={t.hflip}; it is a probability, between 0 and 1.")
     if t.clip_grad_norm is not None and t.clip_grad_norm <= 0:
         raise ConfigError(f"trainer.clip_grad_norm={t.clip_grad_norm}; use a positive norm or null for no clipping.")
 
