@@ -107,7 +107,16 @@ def _arch_config(model: str) -> dict:
 def create_demo_model(name: str) -> nn.Module:
     """A randomly initialised demo architecture (seed torch first for reproducible weights)."""
     _register(name)
-    return open_clip.create_model(name, pretrained=None)
+    root = logging.getLogger()
+    root.addFilter(_random_init_notice)  # open_clip warns that no weights were loaded: here that is the point
+    try:
+        return open_clip.create_model(name, pretrained=None)
+    finally:
+        root.removeFilter(_random_init_notice)
+
+
+def _random_init_notice(record: logging.LogRecord) -> bool:
+    return "initialized randomly" not in record.getMessage()
 
 
 def demo_tokenizer(name: str):

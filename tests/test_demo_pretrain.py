@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,6 +123,12 @@ def test_truncated_text_pass_equals_full_pass():
     tokens = open_clip.tokenize(["a red circle.", "a photo of a small purple star on a dotted background."])
     with torch.no_grad():
         torch.testing.assert_close(demo.encode_text_truncated(model, tokens), model.encode_text(tokens))
+
+
+def test_creating_the_random_model_warns_about_nothing(caplog):
+    with caplog.at_level(logging.INFO):
+        demo.create_demo_model("pi-demo-small")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_model_input_matches_open_clip_eval_transform():

@@ -54,7 +54,7 @@ from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
 
 from promptinfo.backbones import Backbone
-from promptinfo.data import BenchmarkData, Item
+from promptinfo.data import BenchmarkData, Item, build_transform
 from promptinfo.engine.build import build_backbone, build_runtime
 from promptinfo.engine.data import (
     FeatureBatches,
@@ -298,7 +298,8 @@ def section_coop_epoch(b: Bench) -> None:
     diff = logit_difference(plain_m, ours_m, images, b)
     views = random_features(a.train_views * n_train, b.ours.backbone.embed_dim).view(a.train_views, n_train, -1)
     labels = torch.tensor([i.label for i in items])
-    plain_stream = OneStep(endless(ImageBatches(items, b.plain.rt.preprocess_cfg, 0, b.plain.rt.loading)), "images")
+    augment = build_transform(b.plain.rt.preprocess_cfg, train=True)
+    plain_stream = OneStep(endless(ImageBatches(items, augment, 0, b.plain.rt.loading)), "images")
     ours_stream = OneStep(endless(FeatureBatches(views, labels, 0, a.coop_batch)), "features")
     t = b.measure({"straightforward": step_fn(plain_m, plain_stream, b.plain.rt),
                    "ours": step_fn(ours_m, ours_stream, b.ours.rt)})
@@ -329,7 +330,7 @@ def _fill_seconds(b: Bench, method, items: list[Item]) -> float:
     def fill() -> None:
         store = FeatureStore(str(b.folder / f"fill-cache-{time.monotonic_ns()}"), b.ours.backbone, rt.precision.name,
                              rt.encode_fn(method), rt.preprocess_cfg, rt.loading)
-        store.train_views(items, "bench-fill", 1, 0)
+        store.train_views(items, "bench-fill", 1, 0, build_transform(rt.preprocess_cfg, train=True))
 
     if b.args.compile:
         fill()
