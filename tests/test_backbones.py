@@ -26,7 +26,11 @@ def test_full_text_pass_equals_open_clip_exactly(any_backbone):
     truncate = any_backbone.truncate_text
     any_backbone.truncate_text = False
     try:
-        assert torch.equal(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens))
+        with torch.no_grad():  # inference: open_clip's own batch-first layout
+            assert torch.equal(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens))
+        # training passes run sequence-first: the same numbers up to float rounding
+        torch.testing.assert_close(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens),
+                                   atol=1e-5, rtol=0)
     finally:
         any_backbone.truncate_text = truncate
 
@@ -66,11 +70,13 @@ def test_embedding_path_with_spliced_vectors_changes_only_through_prompt(tiny_ba
     torch.testing.assert_close(tiny_backbone.encode_text_embeddings(emb3, tokens), base, atol=1e-6, rtol=0)
 
 
-def test_deep_text_prompts_replace_positions_before_each_layer(tiny_backbone):
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+def test_deep_text_prompts_replace_positions_before_each_layer(tiny_backbone, grad):
     tokens = tiny_backbone.tokenize(["X X a cat."])
     emb = tiny_backbone.token_embedding(tokens)
     deep = [torch.randn(2, tiny_backbone.text_width)]
-    out = tiny_backbone.encode_text_embeddings(emb, tokens, deep_prompts=deep)
+    with torch.set_grad_enabled(grad):
+        out = tiny_backbone.encode_text_embeddings(emb, tokens, deep_prompts=deep)
     # the same computation written out: block 0 on the input, then positions 1..2 replaced, then the rest
     t = tiny_backbone._text
     n = tokens.shape[1]
@@ -84,14 +90,16 @@ def test_deep_text_prompts_replace_positions_before_each_layer(tiny_backbone):
     torch.testing.assert_close(out[0], x, atol=1e-5, rtol=0)
 
 
-def test_vision_prompts_appended_and_replaced(tiny_backbone):
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+def test_vision_prompts_appended_and_replaced(tiny_backbone, grad):
     images = torch.randn(2, 3, 32, 32)
     w = tiny_backbone.vision_width
     shallow = tiny_backbone.encode_image(images, prompts=torch.randn(3, w))
     assert shallow.shape == (2, tiny_backbone.embed_dim)
     prompts = torch.randn(2, 3, w)  # per-image prompts
     deep = [torch.randn(3, w), torch.randn(3, w)]
-    out = tiny_backbone.encode_image(images, prompts=prompts, deep_prompts=deep)
+    with torch.set_grad_enabled(grad):
+        out = tiny_backbone.encode_image(images, prompts=prompts, deep_prompts=deep)
     v = tiny_backbone.model.visual
     x = tiny_backbone._patch_tokens(v, images)
     x = v.ln_pre(torch.cat([x, prompts], dim=1))
@@ -103,6 +111,43 @@ def test_vision_prompts_appended_and_replaced(tiny_backbone):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="deep vision prompts"):
         tiny_backbone.encode_image(images, prompts=prompts, deep_prompts=deep * 2)
+
+
+def test_training_passes_run_sequence_first_with_the_same_gradients(tiny_backbone):
+    """Training passes run the blocks on [L, batch, width] (faster backward on the CPU); the gradients equal
+    those of open_clip's batch-first layout, and the blocks are batch-first again afterwards."""
+    images = torch.randn(3, 3, 32, 32)
+    w = tiny_backbone.vision_width
+    attns = [b.attn for b in tiny_backbone.model.visual.transformer.resblocks]
+    seen = []
+    hook = attns[0].register_forward_pre_hook(lambda module, args: seen.append((module.batch_first, args[0].shape)))
+
+    def grads(layout: str) -> list[torch.Tensor]:
+        prompts = torch.randn(2, w, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        deep = [torch.randn(2, w, generator=torch.Generator().manual_seed(2)).requires_grad_(True)]
+        if layout == "ours":
+            out = tiny_backbone.encode_image(images, prompts=prompts, deep_prompts=deep)
+        else:  # written out batch-first
+            v = tiny_backbone.model.visual
+            x = v.ln_pre(torch.cat([tiny_backbone._patch_tokens(v, images), prompts.expand(3, -1, -1)], dim=1))
+            for i, block in enumerate(v.transformer.resblocks):
+                x = torch.cat([x[:, :-2], deep[0].expand(3, -1, -1)], dim=1) if i == 1 else x
+                x = block(x)
+            out = v.ln_post(x[:, 0]) @ v.proj
+        out.square().sum().backward()
+        return [prompts.grad, deep[0].grad]
+
+    try:
+        ours = grads("ours")
+        assert seen[0] == (False, (1 + tiny_backbone.grid_size[0] * tiny_backbone.grid_size[1] + 2, 3, w))
+        assert all(a.batch_first for a in attns)
+        for a, b in zip(ours, grads("batch-first")):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        with torch.no_grad():
+            tiny_backbone.encode_image(images, prompts=torch.zeros(2, w))
+        assert seen[-1][0] is True  # inference keeps open_clip's layout
+    finally:
+        hook.remove()
 
 
 def test_resnet_tower_rejects_vision_prompts_naming_the_model():
