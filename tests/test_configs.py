@@ -57,6 +57,25 @@ def test_every_schedule_is_selected_by_its_method_and_protocol():
             assert cfg.method[key] == value, (stem, key)
 
 
+def test_per_dataset_schedules_apply_to_their_dataset_only_and_yield_to_the_command_line():
+    for path in sorted((CONFIGS / "schedule_dataset").glob("*.yaml")):
+        stem = path.stem
+        method = next(m for m in list_methods() if stem.startswith(m + "_"))
+        protocol = next(p for p in PROTOCOLS if stem[len(method) + 1:].startswith(p + "_"))
+        dataset = stem[len(method) + len(protocol) + 2:]
+        assert dataset in options("dataset"), stem
+        raw = OmegaConf.load(path)
+        cfg = validate_train_config(compose_train([f"method={method}", f"protocol={protocol}", f"dataset={dataset}"]))
+        assert {k: cfg.method[k] for k in raw.method} == dict(raw.method), stem
+    gpa = lambda cfg: (cfg.method.gpa_mean, cfg.method.gpa_std)  # noqa: E731
+    few_shot = ["method=promptsrc", "protocol=few_shot"]
+    assert gpa(compose_train([*few_shot, "dataset=stanford_cars"])) == (45.0, 5.0)
+    assert gpa(compose_train([*few_shot, "dataset=caltech101"])) == (30.0, 30.0)
+    assert gpa(compose_train(["method=promptsrc", "protocol=base2novel", "dataset=stanford_cars"])) == (15.0, 1.0)
+    assert gpa(compose_train(["experiment=promptsrc_vitb16_few_shot", "dataset=dtd"])) == (45.0, 5.0)
+    assert gpa(compose_train([*few_shot, "dataset=eurosat", "method.gpa_mean=20"])) == (20.0, 5.0)
+
+
 def test_eval_root_and_its_groups_compose_and_validate():
     cfg = validate_eval_config(compose_train([], name="eval"))
     assert cfg.method.name == "zeroshot" and cfg.checkpoint is None
