@@ -159,42 +159,54 @@ def _read_entry(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures:
     return CachedFeatures(tensors["features"], tensors["labels"], tensors["valid"].bool(), path)
 
 
-class _SeededView(Dataset):
-    """View ``view`` of each item: the random transform runs under a seed fixed by (seed, view, index)."""
+class _Views(Dataset):
+    """``(views [V, 3, H, W], label, index)``: every view of an item from a single decode of its file.
 
-    def __init__(self, base: ImageDataset, seed: int, view: int) -> None:
-        self.base, self.seed, self.view = base, seed, view
+    View ``v`` runs the random transform under a seed fixed by (seed, v, index), so it does not depend
+    on the other views, the batch or the loader workers.
+    """
+
+    def __init__(self, base: ImageDataset, seed: int, views: int) -> None:
+        self.base, self.seed, self.views = base, seed, views
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.view) * 1_000_033 + index)
-            return self.base[index]
+        image = self.base.load(index)
+        if image is None:
+            return None
+        out = []
+        for v in range(self.views):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.seed * 1_000_003 + v) * 1_000_033 + index)
+                out.append(self.base.transform(image))
+        return torch.stack(out), self.base.items[index].label, index
 
 
 @torch.no_grad()
 def _encode(items, encode_fn, transform, batch_size, views, seed, num_workers, skip_corrupt):
+    """Features ``[views, n, d]`` and a validity mask ``[n]``; each file is decoded once for all its views,
+    and a batch holds ``batch_size`` images (``batch_size // views`` items' views)."""
     base = ImageDataset(items, transform, skip_corrupt=skip_corrupt)
+    dataset = _Views(base, seed, views) if transform.random else base
+    loader = DataLoader(dataset, batch_size=max(1, batch_size // views), num_workers=num_workers,
+                        collate_fn=collate_skipping, generator=torch.Generator().manual_seed(seed))
     n = len(items)
     feats: torch.Tensor | None = None
     valid = torch.zeros(n, dtype=torch.bool)
-    for v in range(views):
-        dataset = _SeededView(base, seed, v) if transform.random else base
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
-                            generator=torch.Generator().manual_seed(seed))  # leaves the global generator alone
-        for batch in loader:
-            if batch is None:
-                continue
-            images, _, index = batch
-            out = encode_fn(images)
-            if out.ndim != 2 or out.shape[0] != images.shape[0]:
-                raise ValueError(f"encode_fn must map [B, 3, H, W] to [B, d]; got {tuple(out.shape)}")
-            if feats is None:
-                feats = torch.zeros(views, n, out.shape[1])
-            feats[v, index] = out.detach().float().cpu()
-            valid[index] = True
+    for batch in loader:
+        if batch is None:
+            continue
+        images, _, index = batch  # [b, views, 3, H, W] (random transform) or [b, 3, H, W]
+        images = images.flatten(0, 1) if transform.random else images
+        out = encode_fn(images)
+        if out.ndim != 2 or out.shape[0] != images.shape[0]:
+            raise ValueError(f"encode_fn must map [B, 3, H, W] to [B, d]; got {tuple(out.shape)}")
+        if feats is None:
+            feats = torch.zeros(views, n, out.shape[1])
+        feats[:, index] = out.detach().float().cpu().view(len(index), views, -1).transpose(0, 1)
+        valid[index] = True
     if feats is None:
         raise ValueError(f"no image of the {n} items could be read; nothing to cache")
     return feats, valid

@@ -51,15 +51,18 @@ class ImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        item = self.items[index]
+        image = self.load(index)
+        return None if image is None else (self.transform(image), self.items[index].label, index)
+
+    def load(self, index: int) -> Image.Image | None:
+        """The decoded image of item ``index``; ``None`` for an unreadable file under ``skip_corrupt``."""
         try:
-            image = load_rgb(item.path)
+            return load_rgb(self.items[index].path)
         except CorruptImageError as e:
             if not self.skip_corrupt:
                 raise
             logger.warning("skipping unreadable image (skip_corrupt=True): %s", e)
             return None
-        return self.transform(image), item.label, index
 
 
 def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
