@@ -8,6 +8,8 @@ minutes on a CPU and is exercised by `tools/bench.py --compile`). `tools/bench.p
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import random
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from promptinfo.backbones.clip import length_buckets
 from promptinfo.engine import validate_train_config
 from promptinfo.engine.build import apply_speed_options, build_runtime
 from promptinfo.engine.schema import TrainerConfig
@@ -62,6 +65,69 @@ def test_text_truncation_keeps_logits_and_gradients(name, options):
     assert grads_full.keys() == grads_short.keys()
     for key in grads_full:
         _assert_close(grads_short[key], grads_full[key])
+
+
+def _partitions(m: int, k: int):
+    """Every split of m sorted distinct lengths into at most k contiguous groups, as group end indices."""
+    for parts in range(1, k + 1):
+        for ends in itertools.combinations(range(1, m), parts - 1):
+            yield [*ends, m]
+
+
+def test_length_buckets_are_the_cheapest_contiguous_grouping():
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(3, 12) for _ in range(rng.randint(1, 60))]
+        max_buckets, min_rows = rng.randint(1, 4), rng.choice([1, 5, 16])
+        buckets = length_buckets(lengths, max_buckets, min_rows)
+        assert sorted(r for rows, _ in buckets for r in rows) == list(range(len(lengths)))  # each row once
+        assert all(length == max(lengths[r] for r in rows) for rows, length in buckets)
+        assert len(buckets) <= max_buckets and (len(buckets) == 1 or all(len(rows) >= min_rows for rows, _ in buckets))
+        distinct = sorted(set(lengths))
+        best = min(
+            sum(sum(1 for n in lengths if lo <= n <= distinct[end - 1]) * distinct[end - 1]
+                for lo, end in zip([distinct[0], *(distinct[e] for e in ends[:-1])], ends))
+            for ends in _partitions(len(distinct), max_buckets)
+            if len(ends) == 1 or all(sum(1 for n in lengths if lo <= n <= distinct[end - 1]) >= min_rows
+                                     for lo, end in zip([distinct[0], *(distinct[e] for e in ends[:-1])], ends))
+        )
+        assert sum(len(rows) * length for rows, length in buckets) == best
+
+
+@pytest.mark.parametrize(("name", "options"), [("coop", {}), ("maple", {"depth": 3}), ("cocoop", {})])
+def test_length_buckets_keep_text_features_and_gradients(name, options):
+    classes = [" ".join(["word"] * (1 + i % 9)) + f" {i}" for i in range(40)]  # 40 prompts of 9 lengths
+    method = create_method(name, make_backbone("pi-tiny-vit-s"), classes, **options)
+    image_features = torch.nn.functional.normalize(torch.randn(3, method.backbone.embed_dim), dim=-1)
+
+    def features_and_grads(buckets: int):
+        method.backbone.text_buckets = buckets
+        method.zero_grad(set_to_none=True)
+        text = method.text_features(image_features if name == "cocoop" else None)
+        text.square().sum().backward()
+        return text.detach(), {k: p.grad.clone() for k, p in method.prompt.named_parameters() if p.grad is not None}
+
+    calls = []
+    hook = method.backbone.model.ln_final.register_forward_hook(lambda *args: calls.append(1))
+    split, split_grads = features_and_grads(4)
+    assert len(calls) > 1  # the pass was split
+    one, one_grads = features_and_grads(1)
+    hook.remove()
+    _assert_close(split, one)
+    assert split_grads.keys() == one_grads.keys() and split_grads
+    for key in one_grads:
+        _assert_close(split_grads[key], one_grads[key])
+
+
+def test_length_buckets_take_per_sequence_deep_prompts():
+    backbone = make_backbone("pi-tiny-vit-s")
+    tokens = backbone.tokenize([" ".join(["a"] * (1 + i % 6)) for i in range(36)])
+    embeddings = backbone.token_embedding(tokens)
+    deep = [torch.randn(36, 2, backbone.text_width)]  # one prompt pair per sequence
+    backbone.text_buckets = 3
+    split = backbone.encode_text_embeddings(embeddings, tokens, deep)
+    backbone.text_buckets = 1
+    _assert_close(split, backbone.encode_text_embeddings(embeddings, tokens, deep))
 
 
 def test_cocoop_one_pass_in_chunks_equals_one_pass_per_image():
@@ -136,11 +202,13 @@ def test_bench_tool_runs_and_reports_ratios(tmp_path, monkeypatch):
         "--model", "pi-tiny-vit-s", "--device", "cpu", "--classes", "3", "--shots", "2", "--coop-batch", "2",
         "--cocoop-batch", "2", "--maple-batch", "2", "--train-views", "2", "--epochs", "3", "--eval-images", "6",
         "--eval-sample", "2", "--eval-batch", "4", "--image-size", "40", "30", "--repeats", "1", "--warmup", "0",
-        "--sections", "train", "eval", "--json", str(tmp_path / "bench.json"),
+        "--sections", "train", "eval", "levers", "--json", str(tmp_path / "bench.json"),
     ])
     rows = {r["name"]: r for r in bench.run(args)["rows"]}
     assert set(rows) == {"coop train epoch", "coop train, all epochs incl. cache fill", "maple train step",
-                         "cocoop train step", "zeroshot eval", "coop eval", "cocoop eval", "maple eval"}
+                         "cocoop train step", "zeroshot eval", "coop eval", "cocoop eval", "maple eval",
+                         "lever: text truncation (coop text fwd+bwd)", "lever: text length buckets (coop text fwd+bwd)",
+                         "lever: cocoop one pass for many images", "lever: channels-last (image encoder fwd)"}
     for row in rows.values():
         assert row["ratio"] == pytest.approx(row["straightforward"] / row["ours"])
         assert (row["met"] is None) == (row["target"] is None)

@@ -456,7 +456,8 @@ def _no_grad(fn: Callable[[], torch.Tensor], rt: Runtime) -> torch.Tensor:
 
 
 def section_levers(b: Bench) -> None:
-    """Each lever alone on the ours side: text truncation, CoCoOp batching, channels-last, bf16 autocast (CUDA)."""
+    """Each lever alone on the ours side: text truncation, length buckets, CoCoOp batching, channels-last, bf16
+    autocast (CUDA)."""
     a, names, dev = b.args, b.classnames, b.device
     plain_coop, ours_coop = b.plain.method("coop", names), b.ours.method("coop", names)
     looped, batched = b.ours.method("cocoop", names), b.ours.method("cocoop", names)
@@ -466,7 +467,8 @@ def section_levers(b: Bench) -> None:
     images = images.to(dev)
     variants = {
         "text 77 tokens": lambda: _text_backward(plain_coop, b.ours.rt),
-        "text truncated": lambda: _text_backward(ours_coop, b.ours.rt),
+        "text truncated, one pass": lambda: _one_text_pass(b.ours.backbone, lambda: _text_backward(ours_coop, b.ours.rt)),
+        "text truncated, length buckets": lambda: _text_backward(ours_coop, b.ours.rt),
         "cocoop looped": lambda: _text_backward(looped, b.ours.rt, feats),
         "cocoop batched": lambda: _text_backward(batched, b.ours.rt, feats),
         "image contiguous": lambda: _no_grad(lambda: b.plain.backbone.encode_image(images), b.ours.rt),
@@ -477,7 +479,9 @@ def section_levers(b: Bench) -> None:
         variants["coop text fp32"] = lambda: _text_backward(ours_coop, fp32)
         variants["coop text autocast"] = lambda: _text_backward(ours_coop, b.ours.rt)
     t = b.measure(variants)
-    pairs = [("lever: text truncation (coop text fwd+bwd)", "text 77 tokens", "text truncated"),
+    pairs = [("lever: text truncation (coop text fwd+bwd)", "text 77 tokens", "text truncated, one pass"),
+             ("lever: text length buckets (coop text fwd+bwd)", "text truncated, one pass",
+              "text truncated, length buckets"),
              ("lever: cocoop one pass for many images", "cocoop looped", "cocoop batched"),
              ("lever: channels-last (image encoder fwd)", "image contiguous", "image channels-last"),
              ("lever: bf16 autocast (coop text fwd+bwd)", "coop text fp32", "coop text autocast")]
@@ -487,6 +491,15 @@ def section_levers(b: Bench) -> None:
         if off in t:
             b.add_timed(name, t, lambda r, off=off: r[off], lambda r, on=on: r[on], settings,
                         {off: t[off], on: t[on]}, "one call")
+
+
+def _one_text_pass(backbone: Backbone, fn: Callable[[], None]) -> None:
+    """`fn()` with the backbone's text passes unsplit (no length buckets)."""
+    buckets, backbone.text_buckets = backbone.text_buckets, 1
+    try:
+        fn()
+    finally:
+        backbone.text_buckets = buckets
 
 
 def _text_backward(method, rt: Runtime, image_features: torch.Tensor | None = None) -> None:

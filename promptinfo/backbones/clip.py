@@ -7,6 +7,7 @@ before chosen transformer blocks (MaPLe, IVLP, PromptSRC, VPT).
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -42,6 +43,8 @@ class Backbone(nn.Module):
         weights_id: pretrained tag or file fingerprint; recorded in prompt checkpoints.
         truncate_text: run the text transformer only up to the longest end-of-text token; switched
             on automatically where it is exact (causal mask and end-of-text pooling).
+        text_buckets: with truncation, split a text pass into at most this many passes over prompts
+            of similar length, each cut at its own longest end-of-text token (1: one pass).
     """
 
     def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer) -> None:
@@ -55,6 +58,7 @@ class Backbone(nn.Module):
         if not getattr(self._text.transformer, "batch_first", True):
             raise BackboneNotSupportedError(f"Backbone {name!r} runs its transformer sequence-first; update open_clip.")
         self.truncate_text = self.text_truncation_exact
+        self.text_buckets = 4
 
     def train(self, mode: bool = True) -> "Backbone":
         """The backbone always stays in eval mode (frozen statistics, no dropout)."""
@@ -168,12 +172,26 @@ class Backbone(nn.Module):
         Returns:
             `[n, embed_dim]` unnormalised features.
         """
-        t = self._text
         deep_prompts = list(deep_prompts or [])
         if len(deep_prompts) >= self.text_layers:
             raise ValueError(f"{len(deep_prompts)} deep text prompts for {self.text_layers} text layers.")
         eot = self.eot_positions(tokens)
-        length = int(eot.max()) + 1 if self.truncate_text else embeddings.shape[1]
+        if not self.truncate_text:
+            return self._encode_text(embeddings, tokens, eot, deep_prompts, prompt_start, embeddings.shape[1])
+        buckets = length_buckets((eot + 1).tolist(), self.text_buckets)
+        if len(buckets) == 1:
+            return self._encode_text(embeddings, tokens, eot, deep_prompts, prompt_start, buckets[0][1])
+        parts, order = [], []
+        for rows, length in buckets:
+            rows = torch.tensor(rows, device=tokens.device)
+            deep = [p[rows] if p.dim() == 3 else p for p in deep_prompts]
+            parts.append(self._encode_text(embeddings[rows], tokens[rows], eot[rows], deep, prompt_start, length))
+            order.append(rows)
+        return torch.cat(parts)[torch.argsort(torch.cat(order))]
+
+    def _encode_text(self, embeddings, tokens, eot, deep_prompts, prompt_start: int, length: int) -> torch.Tensor:
+        """One text pass over the first `length` positions (exact when no pooled token lies beyond them)."""
+        t = self._text
         x = embeddings[:, :length].to(self.dtype) + t.positional_embedding[:length].to(self.dtype)
         x = _run_blocks(t.transformer.resblocks, x, deep_prompts, prompt_start, self._text_mask(tokens, length))
         x = t.ln_final(x)
@@ -272,6 +290,46 @@ def _text_tower(model: nn.Module, name: str) -> SimpleNamespace:
 
 def _expand(prompts: torch.Tensor, batch: int) -> torch.Tensor:
     return prompts.expand(batch, -1, -1) if prompts.dim() == 2 else prompts
+
+
+def length_buckets(lengths: Sequence[int], max_buckets: int, min_rows: int = 16) -> list[tuple[list[int], int]]:
+    """Group sequences by length so that running each group cut at its own longest length costs the
+    fewest token positions: at most `max_buckets` groups of at least `min_rows` sequences each.
+
+    Returns:
+        `(row indices, length)` per group, shortest group first; one group of every row when
+        splitting saves nothing.
+    """
+    histogram = Counter(lengths)
+    distinct = sorted(histogram)
+    if len(distinct) <= 1 or max_buckets <= 1:
+        return [(list(range(len(lengths))), max(distinct, default=0))]
+    counts = [histogram[d] for d in distinct]
+    m = len(distinct)
+    prefix = [0]
+    for c in counts:
+        prefix.append(prefix[-1] + c)
+    # best[k][j]: fewest positions covering the j shortest distinct lengths with k groups; cut[k][j]: where the last starts
+    inf = float("inf")
+    best = [[inf] * (m + 1) for _ in range(max_buckets + 1)]
+    cut = [[0] * (m + 1) for _ in range(max_buckets + 1)]
+    best[0][0] = 0
+    for k in range(1, max_buckets + 1):
+        for j in range(1, m + 1):
+            for i in range(j):
+                rows = prefix[j] - prefix[i]
+                if best[k - 1][i] == inf or (rows < min_rows and rows != len(lengths)):
+                    continue
+                cost = best[k - 1][i] + rows * distinct[j - 1]
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    k = min(range(1, max_buckets + 1), key=lambda k: (best[k][m], k))
+    bounds, j = [], m
+    while k > 0:
+        i = cut[k][j]
+        bounds.append((distinct[i], distinct[j - 1]))
+        j, k = i, k - 1
+    return [([r for r, n in enumerate(lengths) if lo <= n <= hi], hi) for lo, hi in reversed(bounds)]
 
 
 def _run_blocks(
