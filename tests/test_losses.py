@@ -78,7 +78,8 @@ def test_cma_ignores_classes_absent_from_the_batch():
     assert text.grad[[1, 3, 4]].abs().max().item() == 0.0
     changed = text.detach().clone()
     changed[[1, 3, 4]] = _randn(3, 4, seed=9)
-    assert cma_loss(images, changed, labels).item() == loss.item()
+    # with gradients on both sides: eigh and the gradient-free eigvalsh may differ in the last bit
+    assert cma_loss(images, changed.requires_grad_(True), labels).item() == loss.item()
 
 
 def test_cma_gradient_pulls_images_toward_their_text_feature():
