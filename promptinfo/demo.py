@@ -37,6 +37,7 @@ from torch import nn
 
 from promptinfo.data import procedural
 from promptinfo.errors import ConfigError
+from promptinfo.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,10 @@ def pretrain_demo_clip(
         "final_loss": float(np.mean(losses[-20:])),
         **metrics,
     }
-    logger.info("Pretrained %s in %.1f s: %s", recipe.model, report["seconds"]["total"], metrics)
+    accuracies = ", ".join(f"{k.removeprefix('accuracy_').replace('_', ' ')} {100 * v:.1f}%"
+                           for k, v in metrics.items() if k.startswith("accuracy_"))
+    logger.info("Pretrained %s in %.1f s; zero-shot accuracy: %s (chance: base and novel %.1f%%)", recipe.model,
+                report["seconds"]["total"], accuracies, 100 * metrics["chance_base"])
     return model, report
 
 
@@ -483,17 +487,8 @@ def save_demo_checkpoint(model: nn.Module, report: dict, path: str | os.PathLike
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ConfigError(f"Demo checkpoints are safetensors files; got {path}.")
-    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=list)))
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, default=list))
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {"fingerprint": str(report.get("fingerprint"))}
-    _atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # safetensors creates its files private
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"fingerprint": str(report.get("fingerprint"))})
