@@ -100,7 +100,8 @@ def test_each_file_is_decoded_once_for_all_its_views(items, tmp_path, monkeypatc
     views = FeatureCache(tmp_path / "a").get_or_compute(KEY, items, enc, tf, views=4, seed=3, batch_size=8)
     assert sorted(decoded) == sorted(i.path for i in items) and enc.images == 4 * len(items)
     # view v of item i is its own seeded draw: the same whatever the batch size
-    again = FeatureCache(tmp_path / "b").get_or_compute(KEY, items, CountingEncoder(), tf, views=4, seed=3, batch_size=1)
+    again = FeatureCache(tmp_path / "b").get_or_compute(KEY, items, CountingEncoder(), tf, views=4, seed=3,
+                                                        batch_size=1)
     torch.testing.assert_close(views.features, again.features, atol=1e-6, rtol=0)
     first = FeatureCache(tmp_path / "c").get_or_compute(KEY, items, CountingEncoder(), tf, views=1, seed=3)
     assert torch.equal(first.view(0), views.view(0))  # the first view does not depend on how many follow

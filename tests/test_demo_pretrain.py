@@ -51,7 +51,8 @@ def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
 
 def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, capsys):
     path, cache = small_checkpoint
-    spec = importlib.util.spec_from_file_location("pretrain_demo_clip", Path(__file__).parents[1] / "tools" / "pretrain_demo_clip.py")
+    script = Path(__file__).parents[1] / "tools" / "pretrain_demo_clip.py"
+    spec = importlib.util.spec_from_file_location("pretrain_demo_clip", script)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     tool.main(["--variant", "small", "--cache-dir", str(cache), "--pretraining-classes", "half_base"])
@@ -100,7 +101,8 @@ def test_pretraining_sees_half_of_the_base_classes_with_every_attribute_and_no_n
     base_pairs = [(c.colour, c.shape) for c in base]
     assert len(pairs) == len(base) // 2 and set(pairs) < set(base_pairs)
     assert pairs == [p for p in base_pairs if p in pairs]  # label order
-    assert {c for c, _ in pairs} == set(recipe.benchmark.colours) and {s for _, s in pairs} == set(recipe.benchmark.shapes)
+    assert {c for c, _ in pairs} == set(recipe.benchmark.colours)
+    assert {s for _, s in pairs} == set(recipe.benchmark.shapes)
     assert not set(pairs) & {(c.colour, c.shape) for c in novel}
     assert demo.pretraining_pairs(replace(recipe, pretraining_classes="base")) == base_pairs
     images, tokens = demo.PretrainingBatches(MICRO, (0.5,) * 3, (0.25,) * 3)[2]
@@ -114,7 +116,8 @@ def test_pretraining_classes_are_checked():
     two_by_two = replace(MICRO, benchmark=replace(MICRO.benchmark, colours=("red", "blue"), shapes=("circle", "star")))
     with pytest.raises(ConfigError, match=r"never see \['blue', 'star'\]"):
         demo.pretraining_pairs(two_by_two)
-    assert demo.pretraining_pairs(replace(two_by_two, pretraining_classes="base")) == [("red", "circle"), ("blue", "star")]
+    both = [("red", "circle"), ("blue", "star")]
+    assert demo.pretraining_pairs(replace(two_by_two, pretraining_classes="base")) == both
 
 
 def test_truncated_text_pass_equals_full_pass():

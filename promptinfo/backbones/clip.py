@@ -309,7 +309,8 @@ def length_buckets(lengths: Sequence[int], max_buckets: int, min_rows: int = 16)
     prefix = [0]
     for c in counts:
         prefix.append(prefix[-1] + c)
-    # best[k][j]: fewest positions covering the j shortest distinct lengths with k groups; cut[k][j]: where the last starts
+    # best[k][j]: fewest positions covering the j shortest distinct lengths with k groups;
+    # cut[k][j]: where the last of those groups starts
     inf = float("inf")
     best = [[inf] * (m + 1) for _ in range(max_buckets + 1)]
     cut = [[0] * (m + 1) for _ in range(max_buckets + 1)]

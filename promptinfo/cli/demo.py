@@ -55,7 +55,8 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("zeroshot", ("method=zeroshot",)),
     DemoRun("coop", ("method=coop",)),
     DemoRun("coop+cma", ("method=coop", "loss=cma", "label=coop+cma")),  # lambda: experiment/demo.yaml
-    DemoRun("maple", ("method=maple", f"method.depth={MAPLE_DEPTH}")),
+    # MaPLe prompts its image encoder, so it encodes images at every step (no cached views)
+    DemoRun("maple", ("method=maple", f"method.depth={MAPLE_DEPTH}", "trainer.train_views=0")),
 )
 
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -153,6 +154,7 @@ def _summary(label: str, results: dict) -> str:
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("promptinfo").setLevel(logging.INFO)
+    logging.getLogger("promptinfo.engine").setLevel(logging.WARNING)  # one summary line per run instead of per epoch
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, QuietOpenClip) for f in handler.filters):
             handler.addFilter(QuietOpenClip())
