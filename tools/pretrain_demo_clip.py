@@ -4,7 +4,7 @@ The library does this by itself on first use; run this script to do it ahead of 
 or to try another recipe. It prints the checkpoint path and the report (wall times, zero-shot
 accuracy on base classes, split into those pretraining saw and the others, and on novel classes).
 
-    python tools/pretrain_demo_clip.py                      # default variant, ~3 min on 2 cores
+    python tools/pretrain_demo_clip.py                      # default variant, ~4 min on 2 cores
     python tools/pretrain_demo_clip.py --variant small      # the fast test variant
     python tools/pretrain_demo_clip.py --steps 1200 --seed 1 --cache-dir /tmp/pi
 """
