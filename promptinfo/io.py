@@ -33,11 +33,11 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (indented, keys in insertion order)."""
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Write JSON atomically (keys in insertion order; ``indent=None``: one line)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -24,11 +24,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from promptinfo.data._io import atomic_write, lock_for
+from promptinfo.data._io import lock_for
 from promptinfo.data.image_dataset import ImageDataset, collate_skipping
 from promptinfo.data.items import Item
 from promptinfo.data.splits import split_fingerprint
 from promptinfo.data.transforms import ImageTransform
+from promptinfo.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ class FeatureCache:
             feats, valid = _encode(items, encode_fn, transform, batch_size, views, seed, num_workers, skip_corrupt)
             labels = torch.tensor([i.label for i in items], dtype=torch.long)
             tensors = {"features": feats.to(dtype).contiguous(), "labels": labels, "valid": valid}
-            atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"key": json.dumps(key, sort_keys=True)}))
+            with atomic_path(path) as tmp:
+                save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
             logger.info("encoded %d images x %d views in %.1fs -> %s", len(items), views, time.perf_counter() - start,
                         path)
         return CachedFeatures(tensors["features"], labels, valid, path)

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promptinfo.data._io import read_json
+from promptinfo.io import read_json
 from promptinfo.data.errors import DataNotFoundError, DownloadError, SplitFileError, prepare_command
 from promptinfo.data.loading import count_differences, load_benchmark
 from promptinfo.data.registry import Benchmark, RemoteFile, TorchvisionSource, get_benchmark

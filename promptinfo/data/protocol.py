@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from promptinfo.data._io import atomic_write, lock_for, read_json
+from promptinfo.data._io import lock_for
+from promptinfo.io import atomic_path, read_json
 from promptinfo.data.items import Item
 from promptinfo.data.loading import BenchmarkData
 from promptinfo.data.splits import relative_path, split_fingerprint
@@ -162,8 +163,5 @@ def _write_index(path: Path, meta: dict, train: list[Item], val: list[Item] | No
 
     head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items())
     body = f'{{\n{head},\n  "train": {rows(train)},\n  "val": {rows(val) if val is not None else "null"}\n}}\n'
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(body, encoding="utf-8")
-
-    atomic_write(path, write)
+    with atomic_path(path) as tmp:
+        tmp.write_text(body, encoding="utf-8")

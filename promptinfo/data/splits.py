@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from promptinfo.data._io import read_json, write_json
+from promptinfo.io import read_json, write_json
 from promptinfo.data.errors import DataNotFoundError, SplitFileError, prepare_command
 from promptinfo.data.items import DatasetSplits, Item
 

@@ -3,7 +3,7 @@
 from collections import defaultdict
 from pathlib import Path
 
-from promptinfo.data._io import read_json
+from promptinfo.io import read_json
 from promptinfo.data.items import DatasetSplits
 from promptinfo.data.matlab import load_mat
 from promptinfo.data.registry import Benchmark, TorchvisionSource, google_drive, register_benchmark
