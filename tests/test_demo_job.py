@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,19 @@ def test_demo_writes_the_trajectory_figures(job):
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size == (1200, 840)  # 10 x 7 inches at 120 dpi
     assert (report / "base2novel.csv").is_file() and (report / "base2novel.md").is_file()
+
+
+def test_the_console_gets_one_line_per_run_and_train_log_every_engine_line(job):
+    for label in TRAINED:
+        log = (job.folder(label) / "train.log").read_text()
+        assert f"INFO promptinfo.engine: epoch {EPOCHS}/{EPOCHS} loss " in log
+        assert "INFO promptinfo.engine: base: " in log and "INFO promptinfo.engine: novel: " in log
+    assert logging.getLogger("promptinfo.engine").level == logging.NOTSET  # the demo left the level alone
+    quiet = demo_cli.QuietEngine()
+    record = partial(logging.LogRecord, pathname=__file__, lineno=1, args=(), exc_info=None)
+    assert not quiet.filter(record("promptinfo.engine", logging.INFO, msg="epoch 1/20 loss 3.2"))
+    assert quiet.filter(record("promptinfo.engine", logging.WARNING, msg="trainer.train_views is ignored"))
+    assert quiet.filter(record("promptinfo.demo", logging.INFO, msg="Pretrained pi-demo-small"))
 
 
 def test_rerun_reuses_the_finished_runs_and_prints_the_same_table(job):

@@ -151,13 +151,21 @@ def _summary(label: str, results: dict) -> str:
             f"({results['wall_time_s']:.0f} s)")
 
 
+class QuietEngine(logging.Filter):
+    """Drop the engine's info-level progress (per-epoch lines) on the console: the demo prints one summary
+    line per run instead. The run's train.log, written by its own handler, keeps every line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("promptinfo.engine")
+
+
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("promptinfo").setLevel(logging.INFO)
-    logging.getLogger("promptinfo.engine").setLevel(logging.WARNING)  # one summary line per run instead of per epoch
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, QuietOpenClip) for f in handler.filters):
-            handler.addFilter(QuietOpenClip())
+        for quiet in (QuietOpenClip, QuietEngine):
+            if not any(isinstance(f, quiet) for f in handler.filters):
+                handler.addFilter(quiet())
 
 
 if __name__ == "__main__":
