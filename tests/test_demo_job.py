@@ -141,6 +141,19 @@ def test_the_console_gets_one_line_per_run_and_train_log_every_engine_line(job):
     assert quiet.filter(record("promptinfo.demo", logging.INFO, msg="Pretrained pi-demo-small"))
 
 
+def test_the_demo_console_setup_is_undone_when_it_returns(caplog):
+    engine, package = logging.getLogger("promptinfo.engine"), logging.getLogger("promptinfo")
+    handlers = logging.getLogger().handlers  # pytest's capture handlers among them, shared by later tests
+    filters, level = [list(h.filters) for h in handlers], package.level
+    with demo_cli._console_logging():
+        assert all(any(isinstance(f, demo_cli.QuietEngine) for f in h.filters) for h in handlers)
+        engine.info("epoch 1/2 loss 3.2")  # dropped by every console handler, caplog's included
+    assert [list(h.filters) for h in handlers] == filters and package.level == level
+    with caplog.at_level("INFO", logger="promptinfo.engine"):
+        engine.info("epoch 2/2 loss 3.1")
+    assert [r.getMessage() for r in caplog.records] == ["epoch 2/2 loss 3.1"]
+
+
 def test_rerun_reuses_the_finished_runs_and_prints_the_same_table(job):
     stamps = {label: (job.folder(label) / "results.json").stat().st_mtime_ns for label in LABELS}
     status, stdout = run_demo(job.root)

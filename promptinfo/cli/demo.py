@@ -21,6 +21,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 0:
         parser.error(f"--epochs must be 0 or more, got {args.epochs}")
-    _setup_logging()
-    try:
-        return _demo(args)
-    except PromptInfoError as err:
-        print(f"promptinfo-demo: error: {err}", file=sys.stderr)
-        return 2
+    with _console_logging():
+        try:
+            return _demo(args)
+        except PromptInfoError as err:
+            print(f"promptinfo-demo: error: {err}", file=sys.stderr)
+            return 2
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -159,13 +161,23 @@ class QuietEngine(logging.Filter):
         return record.levelno >= logging.WARNING or not record.name.startswith("promptinfo.engine")
 
 
-def _setup_logging() -> None:
+@contextmanager
+def _console_logging() -> Iterator[None]:
+    """The demo's console: warnings from every library, info from promptinfo but for the engine's per-epoch
+    lines. Undone on exit, so the caller's logging (a test runner's, a notebook's) is left as it was."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("promptinfo").setLevel(logging.INFO)
-    for handler in logging.getLogger().handlers:
-        for quiet in (QuietOpenClip, QuietEngine):
-            if not any(isinstance(f, quiet) for f in handler.filters):
-                handler.addFilter(quiet())
+    package = logging.getLogger("promptinfo")
+    level = package.level
+    package.setLevel(logging.INFO)
+    filters = [(handler, quiet()) for handler in logging.getLogger().handlers for quiet in (QuietOpenClip, QuietEngine)]
+    for handler, quiet in filters:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler, quiet in filters:
+            handler.removeFilter(quiet)
+        package.setLevel(level)
 
 
 if __name__ == "__main__":
