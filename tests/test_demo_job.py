@@ -25,6 +25,8 @@ from PIL import Image
 
 from promptinfo.backbones import create_backbone
 from promptinfo.cli import demo as demo_cli
+from promptinfo.cli._argparse import console_logging
+from promptinfo.cli._hydra import QuietOpenClip
 from promptinfo.data import ImageDataset, build_transform
 from promptinfo.engine.data import load_split
 from promptinfo.engine.validate import validate_train_config
@@ -145,7 +147,7 @@ def test_the_demo_console_setup_is_undone_when_it_returns(caplog):
     engine, package = logging.getLogger("promptinfo.engine"), logging.getLogger("promptinfo")
     handlers = logging.getLogger().handlers  # pytest's capture handlers among them, shared by later tests
     filters, level = [list(h.filters) for h in handlers], package.level
-    with demo_cli._console_logging():
+    with console_logging(QuietOpenClip(), demo_cli.QuietEngine()):  # as promptinfo-demo's main() sets it up
         assert all(any(isinstance(f, demo_cli.QuietEngine) for f in h.filters) for h in handlers)
         engine.info("epoch 1/2 loss 3.2")  # dropped by every console handler, caplog's included
     assert [list(h.filters) for h in handlers] == filters and package.level == level

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pandas as pd
@@ -285,6 +286,17 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     empty.mkdir()
     assert report_main([str(empty), "--plots", "none"]) == 1
 
+
+
+def test_cli_leaves_the_callers_logging_level_as_it_was(tmp_path):
+    package = logging.getLogger("promptinfo")
+    level = package.level
+    package.setLevel(logging.ERROR)
+    try:
+        assert report_main([str(tmp_path / "missing"), "--plots", "none"]) == 2
+        assert package.level == logging.ERROR  # informs at INFO while it runs, then restores the caller's level
+    finally:
+        package.setLevel(level)
 
 def test_same_seed_twice_in_one_cell_is_refused(runs_root):
     # A zero-shot run under the few_shot protocol lands in the same few-shot cell as the zeroshot-protocol run.

@@ -1,10 +1,12 @@
-"""What the argparse commands (report, inspect) share: logging set-up and user errors as exit code 2."""
+"""What the argparse commands (report, inspect, demo) share: console logging and user errors as exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 
 from promptinfo.errors import PromptInfoError
@@ -18,14 +20,32 @@ def run_command(
 ) -> int:
     """Parse `argv`, check `--format`, run `body(args, formats)`; a PromptInfoError prints and returns 2."""
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("promptinfo").setLevel(logging.INFO)
     try:
         formats = parse_formats(args.format)
     except ValueError as err:
         parser.error(str(err))
+    with console_logging():
+        try:
+            return body(args, formats)
+        except PromptInfoError as err:
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
+            return 2
+
+
+@contextmanager
+def console_logging(*filters: logging.Filter) -> Iterator[None]:
+    """A command's console: warnings from every library, info from promptinfo, `filters` on every root handler.
+    Undone on exit, so an in-process caller's logging (a test runner's, a notebook's) is left as it was."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    package = logging.getLogger("promptinfo")
+    level = package.level
+    package.setLevel(logging.INFO)
+    added = [(handler, f) for handler in logging.getLogger().handlers for f in filters]
+    for handler, f in added:
+        handler.addFilter(f)
     try:
-        return body(args, formats)
-    except PromptInfoError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        for handler, f in added:
+            handler.removeFilter(f)
+        package.setLevel(level)

@@ -21,14 +21,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
 
 from promptinfo.cli import report
+from promptinfo.cli._argparse import console_logging
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, QuietOpenClip
 from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
 from promptinfo.engine import train
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 0:
         parser.error(f"--epochs must be 0 or more, got {args.epochs}")
-    with _console_logging():
+    with console_logging(QuietOpenClip(), QuietEngine()):
         try:
             return _demo(args)
         except PromptInfoError as err:
@@ -159,25 +158,6 @@ class QuietEngine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or not record.name.startswith("promptinfo.engine")
-
-
-@contextmanager
-def _console_logging() -> Iterator[None]:
-    """The demo's console: warnings from every library, info from promptinfo but for the engine's per-epoch
-    lines. Undone on exit, so the caller's logging (a test runner's, a notebook's) is left as it was."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    package = logging.getLogger("promptinfo")
-    level = package.level
-    package.setLevel(logging.INFO)
-    filters = [(handler, quiet()) for handler in logging.getLogger().handlers for quiet in (QuietOpenClip, QuietEngine)]
-    for handler, quiet in filters:
-        handler.addFilter(quiet)
-    try:
-        yield
-    finally:
-        for handler, quiet in filters:
-            handler.removeFilter(quiet)
-        package.setLevel(level)
 
 
 if __name__ == "__main__":
