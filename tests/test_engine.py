@@ -46,7 +46,7 @@ def trainer(**kw):
 def test_schedule_is_dassl_constant_warmup_then_cosine_per_epoch():
     t = trainer()
     param = torch.nn.Parameter(torch.zeros(1))
-    opt = build_optimizer([param], t)
+    opt = build_optimizer([{"params": [param]}], t)
     sched = build_scheduler(opt, t)
     seen = []
     for _ in range(t.epochs):
@@ -70,11 +70,11 @@ def test_linear_warmup_and_optimizer_choices():
     t = trainer(warmup_epochs=2, warmup_type="linear", scheduler="constant")
     assert [epoch_lr(t, e) for e in range(4)] == pytest.approx([1e-5, (1e-5 + 0.002) / 2, 0.002, 0.002])
     p = torch.nn.Parameter(torch.zeros(1))
-    assert isinstance(build_optimizer([p], trainer(optimizer="adamw")), torch.optim.AdamW)
-    opt = build_optimizer([p], trainer())
+    assert isinstance(build_optimizer([{"params": [p]}], trainer(optimizer="adamw")), torch.optim.AdamW)
+    opt = build_optimizer([{"params": [p]}], trainer())
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
     with pytest.raises(ConfigError, match="no trainable parameters"):
-        build_optimizer([torch.nn.Parameter(torch.zeros(1), requires_grad=False)], trainer())
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1), requires_grad=False)]}], trainer())
 
 
 def test_precision_on_cpu_is_fp32_and_half_precision_needs_cuda():
@@ -189,7 +189,7 @@ class _Batches:
 def _coop_fit(grad_accum=1, clip=None, objective=None, lr=0.01, seed=0):
     torch.manual_seed(seed)
     method = create_method("coop", make_backbone(), ["cat", "dog", "bird"], n_ctx=2)
-    opt = build_optimizer(method.prompt.parameters(), trainer(lr=lr, momentum=0.0, weight_decay=0.0))
+    opt = build_optimizer(method.parameter_groups(), trainer(lr=lr, momentum=0.0, weight_decay=0.0))
     rt = Runtime(torch.device("cpu"), Precision("fp32", None), None, None)
     sched = build_scheduler(opt, trainer(lr=lr, warmup_epochs=0))
     f = Fit(objective or Objective(None, InformationTerms()), opt, sched,

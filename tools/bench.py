@@ -186,7 +186,7 @@ def endless(batches) -> Iterator:
 
 def step_fn(method, batches: OneStep, rt: Runtime) -> Callable[[], None]:
     """One training step of the engine's loop: forward, cross-entropy, backward, SGD update."""
-    optimizer = build_optimizer(method.prompt.parameters(), TrainerConfig())
+    optimizer = build_optimizer(method.parameter_groups(), TrainerConfig())
     fit = Fit(Objective.from_config(LossConfig()), optimizer, None, rt.precision.grad_scaler(rt.device), rt, epochs=1)
     state, progress = FitState(), Progress("none", 1)
     return lambda: train_epoch(method, batches, fit, state, progress, optimizer.param_groups[0]["lr"])

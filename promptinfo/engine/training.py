@@ -143,7 +143,7 @@ def _train_if_needed(cfg, run, method, plan: Plan, rt, callbacks, writer) -> Fit
 def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState:
     t = cfg.trainer
     batches = _batches(cfg, method, plan, rt)
-    optimizer = build_optimizer(method.prompt.parameters(), t)
+    optimizer = build_optimizer(method.parameter_groups(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
     f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,

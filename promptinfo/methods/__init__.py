@@ -1,6 +1,6 @@
 """Prompt-learning methods behind one registry; importing this package registers them all."""
 
-from promptinfo.methods import cocoop, coop, ivlp, kgcoop, maple, promptsrc, vpt, zeroshot  # noqa: F401  (registration)
+from promptinfo.methods import cocoop, coop, ivlp, kgcoop, maple, prograd, promptsrc, vpt, zeroshot  # noqa: F401,E501
 from promptinfo.methods.base import MethodOutput, PromptMethod
 from promptinfo.methods.checkpoint import load_prompt, read_prompt_checkpoint, save_prompt
 from promptinfo.methods.registry import create_method, list_methods, register_method
