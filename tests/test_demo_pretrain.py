@@ -39,6 +39,7 @@ def micro_model():
     return demo.pretrain_demo_clip(MICRO, workers=1)
 
 
+@pytest.mark.slow
 def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
     path, _ = small_checkpoint
     report = json.loads(path.with_suffix(".json").read_text())
@@ -51,6 +52,7 @@ def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
     assert measured["accuracy_base_pretrained"] > measured["accuracy_base_unseen"] + 0.1  # room for prompt learning
 
 
+@pytest.mark.slow
 def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, capsys):
     path, cache = small_checkpoint
     script = Path(__file__).parents[1] / "tools" / "pretrain_demo_clip.py"
@@ -63,6 +65,7 @@ def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, caps
     assert printed["accuracy_base_unseen"] < printed["accuracy_base_pretrained"]
 
 
+@pytest.mark.slow
 def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
     path, cache = small_checkpoint
     stamp = path.stat().st_mtime_ns
@@ -72,6 +75,7 @@ def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
     assert demo.VARIANTS["small"].fingerprint() != replace(demo.VARIANTS["small"], seed=1).fingerprint()
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_outputs(micro_model, tmp_path):
     model, report = micro_model
     path = tmp_path / "micro.safetensors"
@@ -90,6 +94,7 @@ def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_o
     assert json.loads(path.with_suffix(".json").read_text())["fingerprint"] == MICRO.fingerprint()
 
 
+@pytest.mark.slow
 def test_pretraining_is_deterministic_with_or_without_loader_workers(micro_model):
     model, report = micro_model
     again, report_again = demo.pretrain_demo_clip(MICRO, workers=0)
