@@ -10,7 +10,7 @@ its zero-shot classifier does, which is the room that few-shot prompt learning h
 benchmarks. (A model pretrained on every base class already sits at the ceiling of its features
 there, and prompt learning cannot raise base accuracy.)
 
-The model is read through ``Backbone`` (its text pass cut at the batch's longest caption) and
+The model is read through ``Backbone`` (its text pass stops at the end-of-text tokens) and
 evaluated with the zero-shot method, so the demo touches no open_clip internals of its own.
 """
 
@@ -180,14 +180,14 @@ def pretrain_demo_clip(
 def _train(model: nn.Module, batches: PretrainingBatches, recipe: DemoRecipe, workers: int) -> list[float]:
     """The contrastive loop; the learning rate is set at the top of every step.
 
-    Text goes through ``Backbone``'s pass cut at the batch's longest caption (one length bucket, exact
-    for CLIP's causal text tower); the adapter freezes what it wraps, so the weights are unfrozen after.
+    Text goes through ``Backbone``'s text pass (cut at each length bucket's longest caption, the shared
+    start token run once: exact for CLIP's causal text tower); the adapter freezes what it wraps, so the
+    weights are unfrozen after wrapping.
     """
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=4 if workers else None
     )
     backbone = demo_backbone(model, recipe.model)
-    backbone.text_buckets = 1
     model.requires_grad_(True)
     optimizers = _optimizers(model, recipe)
     dense = [p for group in optimizers[0].param_groups for p in group["params"]]
