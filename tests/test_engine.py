@@ -301,3 +301,29 @@ def test_eval_rebuilds_the_checkpoints_backbone(tmp_path):
     assert _model_config(cfg, {"backbone": "ViT-L-14", "weights": "file-0123"}).pretrained == str(weights)
     with pytest.raises(ConfigError, match="OpenAI-format checkpoint"):
         _model_config(cfg, {"backbone": "my-clip", "weights": "file-0123"})
+
+
+# --------------------------------------------------------------------------------------------- method-owned optimisation
+def test_a_method_s_parameter_groups_keep_their_own_lr_and_decay_under_the_schedule():
+    method = create_method("coop", make_backbone(), ["cat", "dog", "bird"], n_ctx=2)
+    method.parameter_groups = lambda: [{"params": [method.prompt.ctx], "lr": 0.5, "weight_decay": 0.0}]
+    t = trainer(lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
+    opt = build_optimizer(method.parameter_groups(), t)
+    sched = build_scheduler(opt, t)
+    group = opt.param_groups[0]
+    assert (group["weight_decay"], group["momentum"]) == (0.0, 0.9)  # own decay; the trainer's momentum
+    assert group["lr"] == pytest.approx(0.5 * 1e-5 / 0.002)  # the warm-up factor of the schedule
+    sched.step()
+    assert group["lr"] == pytest.approx(0.5)  # its own peak, not the trainer's
+
+
+def test_after_backward_runs_once_per_step_after_every_micro_batch_s_backward():
+    seen = {}
+    for accum in (1, 4):
+        method, f = _coop_fit(grad_accum=accum)
+        calls = seen[accum] = []
+        method.after_backward = lambda m=method, calls=calls: calls.append(m.prompt.ctx.grad.clone())
+        train_epoch(method, _Batches([_feature_batch(0), _feature_batch(1)]), f, FitState(), Progress("none", 1),
+                    lr=0.01)
+    assert len(seen[1]) == len(seen[4]) == 2  # once per optimiser step
+    torch.testing.assert_close(seen[4][0], seen[1][0], atol=1e-5, rtol=1e-3)  # after the last micro-batch's backward
