@@ -28,6 +28,23 @@ def vit_backbone(request) -> promptinfo.Backbone:
     return make_backbone(request.param)
 
 
+class ListBatches:
+    """Fixed batches for the engine's `train_epoch`, the same list every epoch.
+
+    Args:
+        kind: "features" (cached image features) or "images".
+    """
+
+    def __init__(self, batches, kind: str = "features") -> None:
+        self.batches, self.kind = batches, kind
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, epoch: int):
+        return iter(self.batches)
+
+
 def session_temp(tmp_path_factory) -> Path:
     """This test session's temporary folder, shared by the session's pytest-xdist workers."""
     base = tmp_path_factory.getbasetemp()

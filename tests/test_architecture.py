@@ -8,6 +8,7 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "promptinfo"
 LOWER = ("backbones", "data", "metrics", "losses")
 SHARED = ("errors", "io")  # leaf modules every layer may use
+ENGINE_PUBLIC = set(__import__("promptinfo.engine", fromlist=["__all__"]).__all__)
 
 
 def imported_modules(source: str, package: str) -> set[str]:
@@ -58,3 +59,11 @@ def test_the_import_reader_sees_every_kind_of_import():
     names = imported_modules(source, "promptinfo.backbones")
     assert {layer_of(n) for n in names} == {"engine", "methods", "demo", "backbones"}
     assert "promptinfo.demo.weights" in names and "promptinfo.backbones.clip" in names
+
+
+def test_tools_use_the_engine_s_public_api_only():
+    tools = Path(__file__).parents[1] / "tools"
+    for path in sorted(tools.glob("*.py")):
+        private = sorted(m for m in imported_modules(path.read_text(), "tools")
+                         if m.startswith("promptinfo.engine.") and m.split(".")[2] not in ENGINE_PUBLIC)
+        assert not private, f"{path.name} imports engine internals {private}; use promptinfo.engine's public names"

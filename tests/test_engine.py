@@ -24,7 +24,7 @@ from promptinfo.engine.runtime import Runtime
 from promptinfo.errors import ConfigError
 from promptinfo.losses import InformationTerms, cma_loss, information_terms
 from promptinfo.methods import MethodOutput, create_method
-from tests.conftest import make_backbone
+from tests.conftest import ListBatches, make_backbone
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -173,19 +173,6 @@ def test_epoch_stats_report_each_term_unweighted_with_its_weight():
 
 
 # --------------------------------------------------------------------------------------------- the loop
-class _Batches:
-    kind = "features"
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self, epoch):
-        return iter(self.batches)
-
-
 def _coop_fit(grad_accum=1, clip=None, objective=None, lr=0.01, seed=0):
     torch.manual_seed(seed)
     method = create_method("coop", make_backbone(), ["cat", "dog", "bird"], n_ctx=2)
@@ -207,7 +194,7 @@ def test_gradient_accumulation_matches_the_full_batch_step():
     one, f1 = _coop_fit(grad_accum=1)
     two, f2 = _coop_fit(grad_accum=4)
     for method, f in ((one, f1), (two, f2)):
-        train_epoch(method, _Batches([batch]), f, FitState(), Progress("none", 1), lr=0.01)
+        train_epoch(method, ListBatches([batch]), f, FitState(), Progress("none", 1), lr=0.01)
     assert not torch.equal(one.prompt.ctx, _coop_fit()[0].prompt.ctx)  # a step was taken
     assert torch.allclose(one.prompt.ctx, two.prompt.ctx, atol=1e-7)
 
@@ -229,7 +216,7 @@ def test_non_finite_loss_stops_with_a_clear_message():
 
     method, f = _coop_fit(objective=NaNObjective(None, InformationTerms()))
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, batch 1 .*trainer.lr"):
-        train_epoch(method, _Batches([_feature_batch()]), f, FitState(), Progress("none", 1), lr=0.01)
+        train_epoch(method, ListBatches([_feature_batch()]), f, FitState(), Progress("none", 1), lr=0.01)
 
 
 # --------------------------------------------------------------------------------------------- checkpoints, folders
@@ -323,7 +310,7 @@ def test_after_backward_runs_once_per_step_after_every_micro_batch_s_backward():
         method, f = _coop_fit(grad_accum=accum)
         calls = seen[accum] = []
         method.after_backward = lambda m=method, calls=calls: calls.append(m.prompt.ctx.grad.clone())
-        train_epoch(method, _Batches([_feature_batch(0), _feature_batch(1)]), f, FitState(), Progress("none", 1),
+        train_epoch(method, ListBatches([_feature_batch(0), _feature_batch(1)]), f, FitState(), Progress("none", 1),
                     lr=0.01)
     assert len(seen[1]) == len(seen[4]) == 2  # once per optimiser step
     torch.testing.assert_close(seen[4][0], seen[1][0], atol=1e-5, rtol=1e-3)  # after the last micro-batch's backward

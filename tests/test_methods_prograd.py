@@ -7,16 +7,22 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from promptinfo.engine.device import Precision
-from promptinfo.engine.loop import Fit, FitState, train_epoch
-from promptinfo.engine.objective import Objective
-from promptinfo.engine.optim import build_optimizer, build_scheduler
-from promptinfo.engine.progress import Progress
-from promptinfo.engine.runtime import Runtime
+from promptinfo.engine import (
+    Fit,
+    FitState,
+    Objective,
+    Precision,
+    Progress,
+    Runtime,
+    build_optimizer,
+    build_scheduler,
+    train_epoch,
+)
 from promptinfo.errors import ConfigError
 from promptinfo.losses import InformationTerms
 from promptinfo.methods import create_method
 from promptinfo.methods.prograd import distillation_loss, project_conflicting
+from tests.conftest import ListBatches
 from tests.reference_prograd import OriginalProGrad, prograd_loss, prograd_step
 
 CLASSES = ["cat", "red panda", "sea lion", "fire truck", "dog"]
@@ -28,19 +34,6 @@ ATOL = 5e-5  # our text pass stops at the end-of-text token, the original's runs
 def _trainer(lr=LR):
     return SimpleNamespace(epochs=1, lr=lr, warmup_epochs=0, warmup_lr=1e-5, warmup_type="constant",
                            scheduler="constant", optimizer="sgd", momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-
-
-class _Batches:
-    kind = "images"
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self, epoch):
-        return iter(self.batches)
 
 
 def _conflicting_batches(backbone, method, n=3, size=6):
@@ -61,7 +54,7 @@ def _engine_steps(method, batches, grad_accum=1):
     optimizer = build_optimizer(method.parameter_groups(), _trainer())
     fit = Fit(Objective(None, InformationTerms()), optimizer, build_scheduler(optimizer, _trainer()),
               rt.precision.grad_scaler(rt.device), rt, epochs=1, grad_accum=grad_accum)
-    train_epoch(method, _Batches(batches), fit, FitState(), Progress("none", 1), lr=LR)
+    train_epoch(method, ListBatches(batches, kind="images"), fit, FitState(), Progress("none", 1), lr=LR)
 
 
 def _prograd(backbone, **cfg):

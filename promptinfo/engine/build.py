@@ -78,6 +78,22 @@ def attach_feature_store(rt: Runtime, method, feature_cache: str) -> None:
                                 rt.preprocess_cfg, rt.loading)
 
 
+def build_run(cfg, data, method: tuple[str, dict], model_cfg=None, classnames=None):
+    """The set-up training and evaluation share: the backbone of `model_cfg` (default `cfg.model`), the
+    runtime of `cfg.trainer`, the method `(name, options)` for `data` under `cfg.seed`, and its feature
+    cache. `classnames` overrides the data's (a checkpoint's classes).
+
+    Returns:
+        `(method, runtime)`; the backbone is `method.backbone`.
+    """
+    backbone = build_backbone(cfg.model if model_cfg is None else model_cfg)
+    rt = build_runtime(cfg.trainer, backbone)
+    name, options = method
+    built = build_method(name, options, backbone, data, cfg.seed, rt.device, classnames=classnames)
+    attach_feature_store(rt, built, cfg.feature_cache)
+    return built, rt
+
+
 def method_from_config(method_cfg) -> tuple[str, dict]:
     """(registry name, options) of a validated method section."""
     return method_cfg.name, method_options(method_cfg)

@@ -9,13 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from promptinfo.backbones import list_backbones
-from promptinfo.engine.build import (
-    attach_feature_store,
-    build_backbone,
-    build_method,
-    build_runtime,
-    method_from_config,
-)
+from promptinfo.engine.build import build_run, method_from_config
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
@@ -36,15 +30,13 @@ def evaluate_checkpoint(cfg) -> dict:
     cfg = validate_eval_config(cfg)
     meta = read_prompt_checkpoint(cfg.checkpoint)[1] if cfg.checkpoint else None
     name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
-    backbone = build_backbone(_model_config(cfg, meta))
-    rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
-    classnames = meta["classnames"] if meta else None
-    method = build_method(name, options, backbone, data, cfg.seed, rt.device, classnames=classnames)
+    method, rt = build_run(cfg, data, (name, options), _model_config(cfg, meta),
+                           classnames=meta["classnames"] if meta else None)
+    backbone = method.backbone
     if cfg.checkpoint:
         load_prompt(method, cfg.checkpoint)
         logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)
-    attach_feature_store(rt, method, cfg.feature_cache)
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
                       seed=mix_seed(cfg.seed, 5))
     results = {

@@ -14,13 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from promptinfo.data import build_transform
 from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
-from promptinfo.engine.build import (
-    attach_feature_store,
-    build_backbone,
-    build_method,
-    build_runtime,
-    method_from_config,
-)
+from promptinfo.engine.build import build_run, method_from_config
 from promptinfo.engine.checkpoint import load_resume_checkpoint, restore, save_resume_checkpoint
 from promptinfo.engine.data import FeatureBatches, ImageBatches
 from promptinfo.engine.device import mix_seed
@@ -103,12 +97,8 @@ def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback])
     writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard and dist.is_main() else None
     run.write_config(cfg)
     logger.info("run folder %s", run.path)
-    backbone = build_backbone(cfg.model)
-    rt = build_runtime(cfg.trainer, backbone)
     plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
-    name, options = method_from_config(cfg.method)
-    method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
-    attach_feature_store(rt, method, cfg.feature_cache)
+    method, rt = build_run(cfg, plan.train or plan.evaluations[0].data, method_from_config(cfg.method))
     try:
         state = _train_if_needed(cfg, run, method, plan, rt, callbacks, writer)
     finally:

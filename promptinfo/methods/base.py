@@ -79,7 +79,8 @@ class PromptMethod(nn.Module):
         Args:
             classnames: the new class names, ordered by label.
             dataset_templates: the hand-crafted templates of the new classes' dataset, used by methods
-                whose frozen text side is built from templates (zero-shot, KgCoOp, VPT).
+                whose frozen text side is built from the dataset's templates (zero-shot, KgCoOp, ProGrad;
+                VPT reads only its configured templates).
         """
         self.classnames = _clean(classnames)
         if dataset_templates is not None:
