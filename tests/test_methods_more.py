@@ -434,6 +434,7 @@ def e2e_root(tmp_path_factory):
         yield root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(E2E_METHODS))
 def test_trains_end_to_end_with_and_without_cma_and_information_terms(method, e2e_root):
     """Base-to-novel on a generated benchmark with the tiny backbone, under CE, CE + CMA and CE + MIR/HDR."""
