@@ -387,3 +387,32 @@ def test_a_corrupt_test_image_stops_the_run_before_training(_hydra, tmp_path):
     assert results["evaluations"]["test"]["total"] == len(split.test) - 1
     folder = run_dir(config(root, tmp_path, "trainer.epochs=1", "++dataset.skip_corrupt=true"))
     assert str(broken) in (folder / "train.log").read_text()
+
+
+# --------------------------------------------------------------------------------------------- generated data, demo weights
+def test_a_damaged_procedural_marker_is_named(tmp_path):
+    from promptinfo.data import procedural
+
+    spec = procedural.ProceduralSpec(train_per_class=1, val_per_class=1, test_per_class=1, resolution=16)
+    target = procedural.write_procedural_dataset(tmp_path, spec)
+    (target / procedural.META_FILE).write_text('{"classes": [')
+    with pytest.raises(DamagedFileError, match="Delete the folder") as err:
+        procedural.write_procedural_dataset(tmp_path, spec)
+    assert str(target / procedural.META_FILE) in str(err.value)
+
+
+def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monkeypatch, caplog):
+    from promptinfo import demo
+
+    def pretrain(recipe, **kwargs):  # stands in for minutes of pretraining
+        torch.manual_seed(0)
+        return demo.create_demo_model(recipe.model), {"fake": True}
+
+    monkeypatch.setattr(demo, "pretrain_demo_clip", pretrain)
+    path = demo.ensure_demo_backbone("small", cache_dir=tmp_path)
+    good = path.read_bytes()
+    damaged = truncate(path)
+    with caplog.at_level(logging.WARNING):
+        assert demo.ensure_demo_backbone("small", cache_dir=tmp_path) == path
+    assert path.read_bytes() == good and "set them aside" in caplog.text
+    assert [p.read_bytes() for p in path.parent.iterdir() if ".damaged-" in p.name] == [damaged]
