@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose
 from omegaconf import OmegaConf
 
 from promptinfo.data import CorruptImageError, FeatureCache, Item, SplitFileError, build_transform, few_shot_subset
@@ -92,15 +92,6 @@ def test_leftover_temps_are_found_by_the_name_atomic_path_gives_them(tmp_path):
 
 # --------------------------------------------------------------------------------------------- prompt checkpoints
 @pytest.fixture(scope="module")
-def _hydra():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with initialize_config_module("promptinfo_configs", version_base="1.3"):
-        yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     make_benchmark_tree("oxford_pets", root, n_per_class=10, num_classes=3, split_file=True)
@@ -126,7 +117,7 @@ def kill_after_epoch(epoch: int):
 
 
 @pytest.fixture(scope="module")
-def trained(_hydra, data_root, tmp_path_factory) -> Path:
+def trained(hydra_configs, data_root, tmp_path_factory) -> Path:
     """A finished CoOp run on the tiny backbone; returns its folder."""
     work = tmp_path_factory.mktemp("trained")
     cfg = config(data_root, work, "experiment_name=trained")
@@ -185,7 +176,7 @@ KILLED = ("experiment_name=killed", "trainer.epochs=2")
 
 
 @pytest.fixture(scope="module")
-def killed(_hydra, data_root, tmp_path_factory) -> Path:
+def killed(hydra_configs, data_root, tmp_path_factory) -> Path:
     """The folder of a 2-epoch run killed after epoch 1: it holds checkpoint.pt and no results.json."""
     work = tmp_path_factory.mktemp("killed")
     with pytest.raises(Killed):
@@ -290,7 +281,7 @@ def test_overwrite_redoes_a_run_with_a_damaged_results_file(trained, data_root, 
     assert redone["evaluations"] == first["evaluations"]
 
 
-def test_a_refused_new_run_leaves_no_folder(_hydra, data_root, tmp_path):
+def test_a_refused_new_run_leaves_no_folder(hydra_configs, data_root, tmp_path):
     cfg = config(data_root, tmp_path, "experiment_name=missing", "dataset=dtd")  # no dtd folder under data_root
     with pytest.raises(PromptInfoError, match="not found"):
         train(cfg)
@@ -359,7 +350,7 @@ def test_a_split_file_that_is_not_text_is_named(tmp_path):
 
 # --------------------------------------------------------------------------------------------- shots and images
 @pytest.mark.slow
-def test_fewer_images_than_asked_warns_and_results_record_the_effective_shots(_hydra, data_root, tmp_path, caplog):
+def test_fewer_images_than_asked_warns_and_results_record_the_effective_shots(hydra_configs, data_root, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="promptinfo"):
         results = train(config(data_root, tmp_path, "protocol.shots=8", "trainer.epochs=0"))
     # datagen's split: 5 training images per class
@@ -370,7 +361,7 @@ def test_fewer_images_than_asked_warns_and_results_record_the_effective_shots(_h
 
 
 @pytest.mark.slow
-def test_a_corrupt_test_image_stops_the_run_before_training(_hydra, tmp_path):
+def test_a_corrupt_test_image_stops_the_run_before_training(hydra_configs, tmp_path):
     root = tmp_path / "data"
     tree = make_benchmark_tree("oxford_pets", root, n_per_class=10, num_classes=3, split_file=True)
     split = read_split_file(tree.path / "split_zhou_OxfordPets.json", tree.path / "images")

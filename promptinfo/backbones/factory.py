@@ -109,8 +109,8 @@ def _create_open_clip(name: str, pretrained: str | None, precision: str, cache_d
         except Exception as err:  # bad bytes raise UnpicklingError, RuntimeError, SafetensorError, ...
             raise WeightsUnavailableError(
                 f"{pretrained} cannot be loaded as {name} weights ({type(err).__name__}). It is "
-                "truncated or damaged, or holds another architecture's weights: replace it with a good copy (demo "
-                "weights are pretrained again once the file is deleted), or check model.name."
+                "truncated or damaged, or holds another architecture's weights: replace it with a good copy, or "
+                "check model.name."
             ) from None
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
     if not tag_cfg:

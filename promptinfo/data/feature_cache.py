@@ -193,15 +193,14 @@ def _read_entry(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures:
         raise DamagedFileError(path, f"its metadata names another entry ({stored})", _ENTRY_FIX)
     n = len(items)
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    feats = tensors.get("features")
-    if feats is None or feats.ndim != 3 or feats.shape[:2] != (key["views"], n) or shapes.get("labels") != (n,) \
-            or shapes.get("valid") != (n,):
+    features = shapes.get("features", ())
+    if len(features) != 3 or features[:2] != (key["views"], n) or not shapes.get("labels") == shapes.get("valid") == (n,):
         raise DamagedFileError(path, f"tensor shapes {shapes} do not fit {key['views']} views of {n} items",
                                _ENTRY_FIX)
     labels = torch.tensor([i.label for i in items], dtype=torch.long)
     if not torch.equal(tensors["labels"], labels):
         raise DamagedFileError(path, "its labels disagree with the items'", _ENTRY_FIX)
-    return CachedFeatures(feats, tensors["labels"], tensors["valid"].bool(), path)
+    return CachedFeatures(tensors["features"], tensors["labels"], tensors["valid"].bool(), path)
 
 
 class _Views(Dataset):

@@ -120,29 +120,39 @@ def refuse_contradictions(cfg: DictConfig, meta: dict, overrides: Sequence[str])
     Values that only come from the config's defaults are replaced by the checkpoint's, as documented.
     """
     keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
-    conflicts = []
-    if "method" in keys or any(k.startswith("method.") for k in keys):
-        if cfg.method.name != meta["method"]:
-            conflicts.append(f"method={cfg.method.name}, but the checkpoint holds {meta['method']} prompts")
-        else:
-            options = method_options(cfg.method)
-            for key in sorted(k for k in keys if k.startswith("method.")):
-                option = key.removeprefix("method.")
-                if option in meta["config"] and options.get(option) != meta["config"][option]:
-                    conflicts.append(f"{key}={options.get(option)!r}, but the checkpoint was trained with "
-                                     f"{meta['config'][option]!r}")
-    if keys & {"model", "model.name"} and meta["backbone"] not in (cfg.model.name, Path(cfg.model.name).stem):
-        conflicts.append(f"model.name={cfg.model.name}, but the checkpoint was trained on {meta['backbone']}")
-    weights = meta["weights"]
-    if "model.pretrained" in keys and not weights.startswith("file-") and (cfg.model.pretrained or "random") != weights:
-        conflicts.append(f"model.pretrained={cfg.model.pretrained}, but the checkpoint was trained with weights "
-                         f"{'null (random)' if weights == 'random' else weights}")
+    conflicts = _method_conflicts(cfg, meta, keys) + _model_conflicts(cfg, meta, keys)
     if conflicts:
         raise CheckpointMismatchError(
             f"{cfg.checkpoint} fixes the method, its options and the backbone; the command line asks otherwise: "
             + "; ".join(conflicts) + ". Drop those overrides to evaluate the checkpoint as trained, or pass a "
             "checkpoint trained with what you asked for."
         )
+
+
+def _method_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
+    option_keys = sorted(k for k in keys if k.startswith("method."))
+    if "method" not in keys and not option_keys:
+        return []
+    if cfg.method.name != meta["method"]:
+        return [f"method={cfg.method.name}, but the checkpoint holds {meta['method']} prompts"]
+    options, saved = method_options(cfg.method), meta["config"]
+    conflicts = []
+    for key in option_keys:
+        option = key.removeprefix("method.")
+        if option in saved and options.get(option) != saved[option]:
+            conflicts.append(f"{key}={options.get(option)!r}, but the checkpoint was trained with {saved[option]!r}")
+    return conflicts
+
+
+def _model_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
+    conflicts = []
+    if keys & {"model", "model.name"} and meta["backbone"] not in (cfg.model.name, Path(cfg.model.name).stem):
+        conflicts.append(f"model.name={cfg.model.name}, but the checkpoint was trained on {meta['backbone']}")
+    weights = meta["weights"]  # weights from a file are compared by fingerprint when the prompt is loaded
+    if "model.pretrained" in keys and not weights.startswith("file-") and (cfg.model.pretrained or "random") != weights:
+        conflicts.append(f"model.pretrained={cfg.model.pretrained}, but the checkpoint was trained with weights "
+                         f"{'null (random)' if weights == 'random' else weights}")
+    return conflicts
 
 
 def _trained_on(meta: dict | None) -> dict | None:

@@ -2,6 +2,8 @@
 
 Files: `config.yaml` (resolved config), `metrics.jsonl` (one line per epoch), `results.json`
 (written atomically at the end), `prompt.safetensors`, `checkpoint.pt` (resume state), `train.log`.
+A run writes into its folder only once it is accepted (`engine.training`): a refused run leaves it as it
+was, and a refused run in a new folder removes the folder again.
 """
 
 from __future__ import annotations

@@ -128,9 +128,11 @@ class Setup:
     rt: Any
     plan: Plan
     skipped_images: list[str]
+    started: float
 
 
 def _set_up(cfg: DictConfig) -> Setup:
+    started = time.perf_counter()
     backbone = build_backbone(cfg.model)
     rt = build_runtime(cfg.trainer, backbone)
     plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
@@ -138,7 +140,7 @@ def _set_up(cfg: DictConfig) -> Setup:
     method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
     attach_feature_store(rt, method, cfg.feature_cache)
     plan, skipped = screen_images(plan, method, rt, cfg.dataset.skip_corrupt)
-    return Setup(method, rt, plan, skipped)
+    return Setup(method, rt, plan, skipped, started)
 
 
 def _accept(cfg: DictConfig, run: rf.RunFolder, start: FolderState, held) -> logging.Handler:
@@ -169,7 +171,6 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 def _run(cfg: DictConfig, run: rf.RunFolder, setup: Setup, start: FolderState,
          callbacks: Sequence[EpochCallback]) -> dict:
-    begin = time.perf_counter()
     method, rt, plan = setup.method, setup.rt, setup.plan
     writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard and dist.is_main() else None
     try:
@@ -180,8 +181,8 @@ def _run(cfg: DictConfig, run: rf.RunFolder, setup: Setup, start: FolderState,
     if method.prompt.state_dict() and dist.is_main():
         save_prompt(method, run.file(rf.PROMPT), extra=_prompt_extra(cfg))
     results = _evaluate_all(cfg, method, plan, rt)
-    results.update(skipped_images=setup.skipped_images, epochs=state.epoch, steps=state.step, config_fingerprint=config_fingerprint(cfg),
-                   wall_time_s=time.perf_counter() - begin)
+    results.update(skipped_images=setup.skipped_images, epochs=state.epoch, steps=state.step,
+                   config_fingerprint=config_fingerprint(cfg), wall_time_s=time.perf_counter() - setup.started)
     run.write_results(results)
     if dist.is_main() and not cfg.trainer.keep_checkpoint and run.file(rf.CHECKPOINT).exists():
         run.file(rf.CHECKPOINT).unlink()
