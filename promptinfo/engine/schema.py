@@ -127,7 +127,8 @@ class TrainerConfig:
     """The one training loop's settings (defaults: the CoOp recipe).
 
     Attributes:
-        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots`.
+        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots` (an
+            unsupervised run, without labelled shots, takes the schedule of the most shots).
         epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs).
         batch_size: images per optimiser step, split into `grad_accum` micro-batches.
         lr: peak learning rate; the cosine schedule decays it per epoch after the warm-up.

@@ -277,6 +277,8 @@ def _fill_epochs(cfg: DictConfig) -> None:
         t.epochs = t.epochs_by_shots[cfg.protocol.shots]
     elif cfg.protocol.name == "zeroshot":
         t.epochs = 0
+    elif cfg.protocol.name == "unsupervised" and t.epochs_by_shots:  # no labelled shots: the longest schedule
+        t.epochs = t.epochs_by_shots[max(t.epochs_by_shots)]
     else:
         raise ConfigError(
             f"trainer.epochs is null and the schedule has no entry for dataset {cfg.dataset.name!r} "
