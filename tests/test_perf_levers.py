@@ -171,6 +171,7 @@ def test_channels_last_keeps_image_features(model):
         _assert_close(fast.encode_image(images), plain.encode_image(images))
 
 
+@pytest.mark.slow
 def test_compile_wraps_both_encoders_once_and_is_off_by_default():
     backbone = make_backbone()
     apply_speed_options(backbone, TrainerConfig())
