@@ -171,7 +171,7 @@ class FeatureStore:
 
     def has_features(self, items: Sequence[Item], dataset: str, split: str) -> bool:
         """Whether `features(items, dataset, split)` is already in the cache (it then decodes no image)."""
-        key = {**self.key, "dataset": dataset, "split": split}
+        key = feature_key(self.backbone, self.precision, dataset, split)
         return self.cache.path_for(key, items, build_transform(self.preprocess_cfg, train=False)).is_file()
 
     def train_views(self, items: Sequence[Item], dataset: str, views: int, seed: int, transform) -> torch.Tensor:
