@@ -3,8 +3,8 @@
 Examples::
 
     promptinfo-train dataset=oxford_pets method=maple protocol=base2novel seed=1
-    promptinfo-train experiment=coop_vitb16_few_shot dataset=dtd protocol.shots=4 seed=2
-    promptinfo-train -m experiment=cocoop_vitb16_base2novel dataset=eurosat,dtd seed=1,2,3
+    promptinfo-train method=coop dataset=dtd protocol.shots=4 seed=2
+    promptinfo-train -m method=cocoop protocol=base2novel dataset=eurosat,dtd seed=1,2,3
     promptinfo-train -m experiment=benchmark_few_shot method=coop hydra/launcher=local    # runs in parallel
     torchrun --nproc_per_node 4 -m promptinfo.cli.train dataset=imagenet method=maple     # one run, 4 GPUs
 """

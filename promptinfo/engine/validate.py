@@ -12,10 +12,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from promptinfo.engine import config_store  # noqa: F401  (registers the pi.* resolvers)
 from promptinfo.engine import schema
 from promptinfo.errors import ConfigError
-
-OmegaConf.register_new_resolver("pi.or", lambda value, default: default if value in (None, "") else value, replace=True)
 
 
 def validate_train_config(cfg: Any) -> DictConfig:
@@ -236,7 +235,7 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
             raise ConfigError(f"loss.cma.weight={cma.weight!r}; use a number in [0, 1] or 'auto'.")
         if not cma.enabled:
             return
-        from promptinfo.losses import cma_lambda
+        from promptinfo.data import cma_lambda
 
         try:
             cma.weight = float(cma_lambda(cfg.dataset.name, cfg.protocol.shots))
