@@ -9,11 +9,14 @@ Examples::
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
-from promptinfo.engine import evaluate_checkpoint
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
+from promptinfo.engine import evaluate_checkpoint, validate_eval_config
+from promptinfo.engine.schema import EvalConfig
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
@@ -23,6 +26,7 @@ def _evaluate(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
+    exit_on_bad_command_line("eval", sys.argv[1:], validate_eval_config, EvalConfig)
     _evaluate()
 
 

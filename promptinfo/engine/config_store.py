@@ -8,8 +8,9 @@ composes the one copy of each default and `promptinfo.engine.validate` types the
 - `dataset/<key>`: every registered benchmark (`name: <key>`; the root comes from `DatasetConfig`);
 - `loss/ce` and `trainer/default`: `LossConfig()` and `TrainerConfig()`.
 
-The `configs` package (`promptinfo_configs`) calls it on import, so every hydra entry point sees the methods
-and benchmarks registered at that time; methods and benchmarks are discovered from their packages.
+It runs when this module is imported (every entry point imports the engine) and again when hydra imports
+the `configs` package (`promptinfo_configs`), so hydra sees every method and benchmark registered by then;
+the built-in ones are discovered from their packages.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def node(config: Any) -> dict:
 def register_configs() -> None:
     """Store the typed defaults, every method and every benchmark in hydra's ConfigStore (idempotent)."""
     from promptinfo.data import list_datasets
-    from promptinfo.engine.validate import method_schema
     from promptinfo.methods import list_methods
+    from promptinfo.methods.registry import method_schema
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=node(schema.TrainConfig))
@@ -61,3 +62,5 @@ def register_configs() -> None:
     for key in list_datasets():
         store.store(group="dataset", name=key, node={"name": key})
 
+
+register_configs()

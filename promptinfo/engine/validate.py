@@ -15,6 +15,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from promptinfo.engine import config_store  # noqa: F401  (registers the pi.* resolvers)
 from promptinfo.engine import schema
 from promptinfo.errors import ConfigError
+from promptinfo.methods.registry import method_schema
 
 
 def validate_train_config(cfg: Any) -> DictConfig:
@@ -81,29 +82,8 @@ def _method_name(method_cfg: Any) -> str:
     name = method_cfg.get("name") if isinstance(method_cfg, DictConfig) else None
     if not isinstance(name, str):
         raise ConfigError(f"method.name must name a method; valid methods: {list_methods()} (e.g. method=coop).")
+    _check_choice("method.name", name, list_methods())
     return name
-
-
-def method_schema(name: str) -> type:
-    """A dataclass with `name` plus every option of method `name` (its `Config` fields and types).
-
-    Raises:
-        ConfigError: unknown method; the message lists the registered ones.
-    """
-    from promptinfo.methods import list_methods
-    from promptinfo.methods.registry import method_class
-
-    if name not in list_methods():
-        raise ConfigError(_unknown("method.name", name, list_methods()))
-    config_cls = method_class(name).Config
-    hints = typing.get_type_hints(config_cls)
-    fields = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(config_cls):
-        default = {"default": f.default} if f.default is not dataclasses.MISSING else {}
-        if f.default_factory is not dataclasses.MISSING:
-            default = {"default_factory": f.default_factory}
-        fields.append((f.name, hints[f.name], dataclasses.field(**default)))
-    return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
 
 
 def method_options(method_cfg: DictConfig) -> dict:
@@ -116,13 +96,18 @@ def method_options(method_cfg: DictConfig) -> dict:
 def _explain(err: OmegaConfBaseException, base: DictConfig) -> str:
     key = _key_of(err)
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        parent, _, leaf = key.rpartition(".")
+        parent = key.rpartition(".")[0]
         node = OmegaConf.select(base, parent) if parent else base
-        valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
-        close = difflib.get_close_matches(leaf, valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {valid}.{hint}"
+        return unknown_key(key, sorted(node.keys()) if isinstance(node, DictConfig) else [])
     return f"Invalid value for config key {key!r}: {_first_line(err)}"
+
+
+def unknown_key(key: str, valid: Sequence[str]) -> str:
+    """The message for an unknown config key: the valid keys beside it and the closest one."""
+    parent, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {sorted(valid)}.{hint}"
 
 
 def _key_of(err: OmegaConfBaseException) -> str:
@@ -154,7 +139,7 @@ def _check_backbone(name: str) -> None:
         return
     if name not in list_backbones():
         raise ConfigError(
-            _unknown("model.name", name, list_backbones())
+            unknown_choice("model.name", name, list_backbones())
             + " A path to an OpenAI-format checkpoint file is also accepted."
         )
 
@@ -247,10 +232,11 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
 
 def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ConfigError(_unknown(key, value, choices))
+        raise ConfigError(unknown_choice(key, value, choices))
 
 
-def _unknown(key: str, value: Any, choices: Sequence[str]) -> str:
+def unknown_choice(key: str, value: Any, choices: Sequence[str]) -> str:
+    """The message for a value outside `choices`: every valid one and the closest ones."""
     close = difflib.get_close_matches(str(value), list(choices), n=3)
     hint = f" Did you mean {close}?" if close else ""
     return f"Unknown {key}={value!r}. Valid choices: {', '.join(map(str, choices))}.{hint}"
