@@ -11,10 +11,11 @@ from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from promptinfo.engine.validate import unknown_choice, unknown_key
@@ -82,8 +83,8 @@ def check_command_line(config_name: str, args: Sequence[str], validate: Callable
         for o in overrides:
             if o.key_or_group not in groups and o.type == OverrideType.CHANGE:
                 _check_key(base, o.key_or_group, schema_root)
-        cfg = _compose(config_name, first)
-    validate(cfg)
+        cfg = _compose(config_name, first, with_hydra=True)
+        _validate_as_hydra_will(cfg, validate)
 
 
 def _parse(args: Sequence[str]) -> list[Override]:
@@ -128,11 +129,24 @@ def _check_key(cfg: DictConfig, key: str, schema_root: type) -> None:
     raise ConfigError(message)
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+def _compose(config_name: str, overrides: list[str], with_hydra: bool = False) -> DictConfig:
     try:
-        return compose(config_name, overrides=overrides)
+        return compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"The configuration does not compose: {_first_line(err)}") from None
+
+
+def _validate_as_hydra_will(cfg: DictConfig, validate: Callable[[DictConfig], Any]) -> None:
+    """Validate the job config with hydra's own settings visible to `${hydra:...}` interpolations (e.g.
+    `experiment_name=${hydra:runtime.choices.loss}`), as they are when hydra runs the job."""
+    hydra_config = HydraConfig.instance()
+    hydra_config.set_config(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg["hydra"]
+        validate(cfg)
+    finally:
+        hydra_config.cfg = None
 
 
 def _first_line(err: Exception) -> str:

@@ -113,14 +113,20 @@ def load_benchmark(
         val=val,
         test=splits.test,
         classnames=_classnames(splits),
-        templates=select_templates(bench.template, template_set, is_imagenet=bench.key == "imagenet"),
         split_source=splits.source,
         val_is_test=bench.val_is_test,
         test_only=bench.test_only,
-        method_templates=dict(bench.method_templates),
+        **benchmark_templates(bench, template_set),
     )
     _check_counts(bench, data, strict_counts)
     return data
+
+
+def benchmark_templates(bench: Benchmark, template_set: str = "single") -> dict:
+    """The template fields of ``bench``'s ``BenchmarkData``: ``templates`` (its hand-crafted template, or the
+    ensemble ``template_set``) and ``method_templates`` (the methods' authors' own, see ``templates_for``)."""
+    own = select_templates(bench.template, template_set, is_imagenet=bench.key == "imagenet")
+    return {"templates": own, "method_templates": dict(bench.method_templates)}
 
 
 def _classnames(splits: DatasetSplits) -> list[str]:
