@@ -12,6 +12,8 @@ import pytest
 
 from tests.datagen import make_benchmark_tree
 
+pytestmark = pytest.mark.slow  # every test runs the console scripts in subprocesses
+
 BIN = Path(sys.executable).parent
 
 

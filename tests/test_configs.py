@@ -45,7 +45,9 @@ def resolved(*overrides: str):
 
 
 # --------------------------------------------------------------------------------------------- composition
-@pytest.mark.parametrize("group", TRAIN_GROUPS)
+@pytest.mark.parametrize(  # the experiment presets compose every group again: slow
+    "group", [pytest.param(g, marks=pytest.mark.slow) if g == "experiment" else g for g in TRAIN_GROUPS]
+)
 def test_every_option_of_every_group_composes_and_validates(group):
     for option in options(group):
         cfg = validate_train_config(compose_train([f"{group}={option}"]))
@@ -73,6 +75,7 @@ def _leaves(node, prefix=""):
             yield f"{prefix}{key}", value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", SCHEDULE_GROUPS)
 def test_every_schedule_is_selected_by_its_method_protocol_and_dataset(group):
     for stem in options(group):

@@ -272,7 +272,8 @@ def test_two_runs_never_share_a_folder(data_root, workdir):
 
 
 @pytest.mark.parametrize("setting", [
-    ("method=promptsrc", "method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"),  # GPA state
+    pytest.param(("method=promptsrc", "method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"),
+                 marks=pytest.mark.slow),  # GPA state
     ("method=kgcoop", "trainer.train_views=2", "trainer.grad_accum=2"),  # cached views, accumulation
 ])
 def test_resume_keeps_method_state_and_cached_views(setting, data_root, workdir):

@@ -56,8 +56,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_resume_checkpoint(path: str | os.PathLike, *, method, optimizer, scheduler, scaler, epoch: int,
-                           step: int, fingerprint: str) -> None:
-    """Write the resume state after `epoch` epochs (1-based count of finished epochs), atomically."""
+                           step: int, fingerprint: str, extra: dict | None = None) -> None:
+    """Write the resume state after `epoch` epochs (1-based count of finished epochs), atomically.
+
+    `extra` holds further training state as tensors (e.g. the pseudo-labelling strategy's, under "pseudo").
+    """
     state = {
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint,
@@ -68,6 +71,7 @@ def save_resume_checkpoint(path: str | os.PathLike, *, method, optimizer, schedu
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
         "rng": rng_state(),
+        "extra": extra or {},
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -6,16 +6,19 @@ composes the one copy of each default and `promptinfo.engine.validate` types the
 - `train_schema` / `eval_schema`: `TrainConfig()` / `EvalConfig()`, the roots of `train.yaml` / `eval.yaml`;
 - `method/<name>`: every registered method's `Config` fields plus `name`;
 - `dataset/<key>`: every registered benchmark (`name: <key>`; the root comes from `DatasetConfig`);
+- `pseudo/<name>`: every pseudo-labelling strategy's `Config` fields plus `name`;
 - `loss/ce` and `trainer/default`: `LossConfig()` and `TrainerConfig()`.
 
-It runs when this module is imported (every entry point imports the engine) and again when hydra imports
-the `configs` package (`promptinfo_configs`), so hydra sees every method and benchmark registered by then;
-the built-in ones are discovered from their packages.
+It runs when the engine is imported (every entry point imports it) and again when hydra imports the
+`configs` package (`promptinfo_configs`), so hydra sees every method, strategy and benchmark registered by
+then; the built-in ones are discovered from their packages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -46,11 +49,25 @@ def node(config: Any) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=False)
 
 
+def section_schema(name: str, config_cls: type) -> type:
+    """A dataclass with `name` plus every field of `config_cls` (types and defaults): a config section that
+    names a registered component (`method`, `pseudo`) and holds its options."""
+    hints = typing.get_type_hints(config_cls)
+    fields = [("name", str, dataclasses.field(default=name))]
+    for f in dataclasses.fields(config_cls):
+        default = {"default": f.default} if f.default is not dataclasses.MISSING else {}
+        if f.default_factory is not dataclasses.MISSING:
+            default = {"default_factory": f.default_factory}
+        fields.append((f.name, hints[f.name], dataclasses.field(**default)))
+    return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
+
+
 def register_configs() -> None:
-    """Store the typed defaults, every method and every benchmark in hydra's ConfigStore (idempotent)."""
+    """Store the typed defaults, every method, strategy and benchmark in hydra's ConfigStore (idempotent)."""
     from promptinfo.data import list_datasets
+    from promptinfo.engine.validate import method_schema, strategy_schema
     from promptinfo.methods import list_methods
-    from promptinfo.methods.registry import method_schema
+    from promptinfo.pseudo import list_strategies
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=node(schema.TrainConfig))
@@ -59,8 +76,7 @@ def register_configs() -> None:
     store.store(group="trainer", name="default", node=node(schema.TrainerConfig))
     for name in list_methods():
         store.store(group="method", name=name, node=node(method_schema(name)))
+    for name in list_strategies():
+        store.store(group="pseudo", name=name, node=node(strategy_schema(name)))
     for key in list_datasets():
         store.store(group="dataset", name=key, node={"name": key})
-
-
-register_configs()

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union  # OmegaConf's structured configs read these forms
 
-PROTOCOLS = ("few_shot", "base2novel", "cross_dataset", "domain_generalization", "zeroshot")
+UNLABELLED_PROTOCOLS = ("semi_supervised", "unsupervised", "transductive_zero_shot")
+"""Protocols that train on unlabelled images as well (pseudo-labelled by the `pseudo` strategy)."""
+PROTOCOLS = ("few_shot", "base2novel", "cross_dataset", "domain_generalization", "zeroshot", *UNLABELLED_PROTOCOLS)
 SUBSAMPLES = ("all", "base", "novel")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
@@ -81,11 +83,29 @@ class InfoLossConfig:
 
 
 @dataclass
+class UnlabelledLossConfig(InfoLossConfig):
+    """The information terms on pseudo-labelled unlabelled images, between their features and the text
+    features of their pseudo-labels (protocols with unlabelled images only), each with its own weight.
+
+    Attributes:
+        cma_weight: weight of the CMA loss on the groups of images sharing a pseudo-label.
+    """
+
+    cma_weight: float = 0.0
+
+
+@dataclass
 class LossConfig:
-    """Cross-entropy plus the configured information terms (the method adds its own terms)."""
+    """Cross-entropy plus the configured information terms (the method adds its own terms).
+
+    Attributes:
+        unlabelled: the information terms on unlabelled images (their pseudo-label cross-entropy is
+            weighted by `pseudo.weight`).
+    """
 
     cma: CMAConfig = field(default_factory=CMAConfig)
     info: InfoLossConfig = field(default_factory=InfoLossConfig)
+    unlabelled: UnlabelledLossConfig = field(default_factory=UnlabelledLossConfig)
 
 
 @dataclass
@@ -101,8 +121,11 @@ class ProtocolConfig:
     """How a run trains and evaluates (Zhou et al., CoOp / CoCoOp protocols).
 
     Attributes:
-        name: few_shot, base2novel, cross_dataset, domain_generalization or zeroshot.
-        shots: training images per class; -1 uses every training image.
+        name: few_shot, base2novel, cross_dataset, domain_generalization, zeroshot, or one with unlabelled
+            images: semi_supervised (k labelled shots per class, the rest of the train split unlabelled),
+            unsupervised (every train image unlabelled) or transductive_zero_shot (k shots of the base
+            classes, the novel classes' train images unlabelled; evaluated on base and novel).
+        shots: (labelled) training images per class; -1 uses every training image.
         subsample: classes used by few_shot and zeroshot runs (all, base, novel); base2novel always
             trains on base and evaluates base and novel.
         targets: datasets evaluated after training on `dataset` (cross_dataset, domain_generalization).
@@ -119,7 +142,8 @@ class TrainerConfig:
     """The one training loop's settings (defaults: the CoOp recipe).
 
     Attributes:
-        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots`.
+        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots` (an
+            unsupervised run, without labelled shots, takes the schedule of the most shots).
         epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs); the
             defaults are CoOp's few-shot schedule (Zhou et al., IJCV 2022, Sec. 4.1): 50 epochs for 1 shot,
             100 for 2 and 4, 200 for 8 and 16, and 50 on ImageNet.
@@ -187,6 +211,8 @@ class TrainConfig:
 
     Attributes:
         method: `{name: <registry key>, <option>: <value>, ...}`, typed per method at validation.
+        pseudo: `{name: <strategy>, <option>: <value>, ...}`, the pseudo-labelling strategy of protocols with
+            unlabelled images, typed per strategy (`promptinfo.pseudo`; default fixmatch).
         seed: seeds prompts, few-shot sampling, data order and augmentation.
         experiment_name: name of the experiment (recorded in results as `experiment`; part of the run
             folder). Derived from the method, backbone, protocol and loss (`coop_cma_vitb16_few_shot`) unless
@@ -202,6 +228,7 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = None
+    pseudo: Any = None
     loss: LossConfig = field(default_factory=LossConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,6 +32,8 @@ from promptinfo.engine.objective import Objective
 from promptinfo.engine.optim import build_optimizer, build_scheduler
 from promptinfo.engine.progress import Progress, ScalarWriter
 from promptinfo.engine.protocols import Plan, plan_run
+from promptinfo.engine.semi_build import build_semi_step
+from promptinfo.engine.unlabelled import NoLabelledBatches
 from promptinfo.engine.validate import validate_train_config
 from promptinfo.errors import ConfigError
 from promptinfo.io import read_json
@@ -130,7 +133,7 @@ def _train_if_needed(cfg, run, method, plan: Plan, rt, callbacks, writer) -> Fit
     trainable = any(p.requires_grad for p in method.prompt.parameters())
     if plan.train is None:
         return FitState()
-    probe = InfoProbe(plan.train, rt, cfg.trainer.info_subset, cfg.seed)
+    probe = info_probes(plan, rt, cfg.trainer.info_subset, cfg.seed)
     if cfg.trainer.epochs == 0 or not trainable:
         reason = "trainer.epochs=0" if trainable else f"{method.registry_name} has no trainable parameters"
         logger.info("no training (%s); evaluating the method as initialised", reason)
@@ -147,12 +150,14 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
     f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
-            t.clip_grad_norm)
+            t.clip_grad_norm, build_semi_step(cfg, method, plan, rt) if plan.unlabelled is not None else None)
     fingerprint = config_fingerprint(cfg)
     state = FitState()
     if run.file(rf.CHECKPOINT).is_file():
         saved = load_resume_checkpoint(run.file(rf.CHECKPOINT), fingerprint)
         state.epoch, state.step = restore(saved, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        if f.unlabelled is not None:
+            f.unlabelled.strategy.load_state_dict(saved["extra"]["pseudo"])
         run.truncate_metrics(state.epoch)
         logger.info("resuming after epoch %d/%d (step %d)", state.epoch, t.epochs, state.step)
     else:
@@ -163,11 +168,12 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
         row.update(probe(method))
         _append(run, writer, row)
         if dist.is_main():
+            extra = {"pseudo": f.unlabelled.strategy.state_dict()} if f.unlabelled is not None else {}
             save_resume_checkpoint(run.file(rf.CHECKPOINT), method=method, optimizer=optimizer,
                                    scheduler=scheduler, scaler=scaler, epoch=s.epoch, step=s.step,
-                                   fingerprint=fingerprint)
-        logger.info("epoch %d/%d loss %.4f train_acc %.2f lr %.3e mir %s (%.1fs)", s.epoch, t.epochs, row["loss"],
-                    row["train_acc"], row["lr"], _fmt(row.get("info/mir")), row["time_s"])
+                                   fingerprint=fingerprint, extra=extra)
+        logger.info("epoch %d/%d loss %.4f train_acc %s lr %.3e mir %s (%.1fs)%s", s.epoch, t.epochs, row["loss"],
+                    _fmt(row.get("train_acc"), 2), row["lr"], _fmt(row.get("info/mir")), row["time_s"], _pseudo_line(row))
         for callback in callbacks:
             callback(s, row)
 
@@ -179,6 +185,8 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
 
 def _batches(cfg, method, plan: Plan, rt):
     t, data = cfg.trainer, plan.train
+    if not data.train:  # unsupervised: one epoch is one pass over the unlabelled images
+        return NoLabelledBatches(math.ceil(len(plan.unlabelled.items) / (cfg.pseudo.mu * t.batch_size)))
     augment = build_transform(rt.preprocess_cfg, train=True, scale=tuple(t.crop_scale), hflip=t.hflip)
     if t.train_views > 0 and method.image_side_frozen:
         feats = rt.store.train_views(data.train, data.key, t.train_views, cfg.seed, augment)  # [V, n, d]
@@ -191,22 +199,37 @@ def _batches(cfg, method, plan: Plan, rt):
 
 
 class InfoProbe:
-    """Information metrics of a fixed subset of training images (test transform) and their label's text features."""
+    """Information metrics of a fixed subset of training images (test transform) and their label's text features.
 
-    def __init__(self, data, rt, size: int, seed: int) -> None:
-        index = fixed_subset(len(data.train), size, mix_seed(seed, 4)).tolist()
-        self.items = [data.train[i] for i in index]
-        self.labels = torch.tensor([item.label for item in self.items], dtype=torch.long)
-        self.dataset, self.rt = data.key, rt
+    Args:
+        items, labels: the training images and their labels (hidden ones for unlabelled images: analysis only).
+        prefix: key prefix in metrics.jsonl (`info` for labelled images, `info_unlabelled` for unlabelled ones).
+    """
+
+    def __init__(self, items, labels: torch.Tensor, dataset: str, rt, size: int, seed: int, prefix: str = "info") -> None:
+        index = fixed_subset(len(items), size, mix_seed(seed, 4))
+        self.items, self.labels = [items[i] for i in index.tolist()], labels[index]
+        self.dataset, self.rt, self.prefix = dataset, rt, prefix
 
     def __call__(self, method) -> dict:
         if not self.items or not dist.is_main():  # rank 0 alone writes metrics.jsonl
             return {}
         method.eval()
-        feats = self.rt.image_features(method, self.items, self.dataset, "train-info")
+        feats = self.rt.image_features(method, self.items, self.dataset, f"train-{self.prefix}")
         text = shared_text_features(method, self.rt)
         metrics = subset_information(method, feats, self.labels, self.rt, text, torch.arange(len(self.items)))
-        return {f"info/{k}": v for k, v in metrics.items()}
+        return {f"{self.prefix}/{k}": v for k, v in metrics.items()}
+
+
+def info_probes(plan: Plan, rt, size: int, seed: int):
+    """`method -> metrics` of the labelled training images and, when there are any, of the unlabelled ones."""
+    train = plan.train.train
+    labels = torch.tensor([item.label for item in train], dtype=torch.long)
+    probes = [InfoProbe(train, labels, plan.train.key, rt, size, seed)]
+    if plan.unlabelled is not None:
+        u = plan.unlabelled
+        probes.append(InfoProbe(u.items, u.hidden_labels, plan.train.key, rt, size, seed, "info_unlabelled"))
+    return lambda method: {k: v for probe in probes for k, v in probe(method).items()}
 
 
 def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
@@ -223,7 +246,7 @@ def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
         "backbone": method.backbone.name, "weights": method.backbone.weights_id, "experiment": cfg.experiment_name,
         "evaluations": evaluations,
     }
-    if cfg.protocol.name == "base2novel":
+    if cfg.protocol.name in ("base2novel", "transductive_zero_shot"):
         results["harmonic_mean"] = harmonic_mean(evaluations["base"]["accuracy"], evaluations["novel"]["accuracy"])
     results["metrics"] = metrics
     return results
@@ -247,5 +270,12 @@ def _log_results(results: dict) -> None:
         logger.info("harmonic mean %.2f", results["harmonic_mean"])
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pseudo_line(row: dict) -> str:
+    if "pseudo/labelled" not in row:
+        return ""
+    return (f"; pseudo-labelled {row['pseudo/labelled']}/{row['pseudo/seen']}, "
+            f"accuracy {_fmt(row.get('pseudo/accuracy'), 2)}")

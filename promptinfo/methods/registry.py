@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from typing import Callable, Sequence
 
 from promptinfo.errors import ConfigError
@@ -35,24 +34,6 @@ def method_class(name: str) -> type:
         close = difflib.get_close_matches(name, list(_METHODS), n=3)
         raise ConfigError(f"Unknown method {name!r}; valid methods: {list_methods()} (close: {close}).")
     return _METHODS[name]
-
-
-def method_schema(name: str) -> type:
-    """A dataclass with `name` plus every option of method `name` (its `Config` fields, types and defaults):
-    the `method` section of a config, as hydra composes it and as it is validated.
-
-    Raises:
-        ConfigError: unknown method; the message lists the registered ones.
-    """
-    config_cls = method_class(name).Config
-    hints = typing.get_type_hints(config_cls)
-    fields = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(config_cls):
-        default = {"default": f.default} if f.default is not dataclasses.MISSING else {}
-        if f.default_factory is not dataclasses.MISSING:
-            default = {"default_factory": f.default_factory}
-        fields.append((f.name, hints[f.name], dataclasses.field(**default)))
-    return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
 
 
 def build_config(cls: type, overrides: dict):
