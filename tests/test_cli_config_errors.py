@@ -65,6 +65,7 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["method=copo"], ["trainer.lrr=0.1"], ["trainer.precision=fp8"]])
 def test_the_command_exits_2_with_our_message_and_leaves_no_run_folder(workdir, args):
     promptinfo_train = Path(sys.executable).parent / "promptinfo-train"

@@ -152,6 +152,7 @@ def test_the_table_is_well_formed_and_every_value_has_a_source():
             assert (method, key) in keys, (method, key)
 
 
+@pytest.mark.slow
 def test_the_command_line_composes_every_published_setting(deep_backbone):
     with initialize_config_module("promptinfo_configs", version_base="1.3"):
         wrong = [line for case, rows in rows_by_case().items() for line in mismatches(case, rows, deep_backbone)]
