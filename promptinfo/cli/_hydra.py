@@ -72,7 +72,8 @@ def check_command_line(config_name: str, args: Sequence[str], validate: Callable
     """
     if any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args):
         return
-    overrides = [o for o in _parse([a for a in args if a not in MULTIRUN_FLAGS]) if not o.key_or_group.startswith("hydra")]
+    parsed = _parse([arg for arg in args if arg not in MULTIRUN_FLAGS])
+    overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]  # hydra's own settings: hydra's
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=HYDRA_VERSION):
         groups = {o.key_or_group for o in overrides if _group_options(o.key_or_group)}
         for o in overrides:

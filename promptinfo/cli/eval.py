@@ -2,8 +2,8 @@
 
 Examples::
 
-    promptinfo-eval checkpoint=runs/coop_vitb16_base2novel/oxford_pets/coop/base2novel/shots16_seed1/prompt.safetensors \
-        dataset=oxford_pets protocol.subsample=novel
+    promptinfo-eval dataset=oxford_pets protocol.subsample=novel \
+        checkpoint=runs/coop_vitb16_base2novel/oxford_pets/coop/base2novel/shots16_seed1/prompt.safetensors
     promptinfo-eval method=zeroshot model=vit_b16 dataset=eurosat
 """
 
