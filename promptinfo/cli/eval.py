@@ -9,9 +9,11 @@ Examples::
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
@@ -21,7 +23,8 @@ from promptinfo.engine.schema import EvalConfig
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
 def _evaluate(cfg: DictConfig) -> None:
-    run_command(evaluate_checkpoint, cfg)
+    overrides = list(HydraConfig.get().overrides.task)  # explicit choices, told apart from the config's defaults
+    run_command(functools.partial(evaluate_checkpoint, overrides=overrides), cfg)
 
 
 def main() -> None:

@@ -110,10 +110,16 @@ class LossConfig:
 
 @dataclass
 class DatasetConfig:
-    """A registered benchmark and the folder that holds it (`<root>/<benchmark folder>`)."""
+    """A registered benchmark and the folder that holds it (`<root>/<benchmark folder>`).
+
+    Attributes:
+        skip_corrupt: leave out the images that cannot be decoded (listed in train.log and results.json as
+            `skipped_images`) instead of stopping. Every image a run reads is checked before training starts.
+    """
 
     name: str = "oxford_pets"
     root: str = DATA_ROOT
+    skip_corrupt: bool = False
 
 
 @dataclass
