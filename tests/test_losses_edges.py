@@ -57,3 +57,13 @@ def test_loss_shape_messages():
             cma_loss(images, bad_text, labels)
         with pytest.raises(ValueError, match=r"^text_features has zero or non-finite rows"):
             information_terms(images, bad_text, labels, level="class")
+
+
+def test_information_terms_weights_are_keyed_like_its_terms():
+    images, text, labels = _randn(6, 5), _randn(3, 5, seed=1), torch.tensor([0, 1, 2, 0, 1, 2])
+    for use_mir in (False, True):
+        for use_hdr in (False, True):
+            config = InformationTerms(mi_weight=0.5, gap_weight=2.0, use_mir=use_mir, use_hdr=use_hdr)
+            weights = config.weights()
+            assert set(weights) == set(config(images, text, labels))
+            assert weights == {"mir" if use_mir else "mi": 0.5, "hdr" if use_hdr else "entropy_gap": 2.0}

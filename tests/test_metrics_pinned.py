@@ -3,6 +3,7 @@ entropies differ, where the plausible variants of each formula (min vs max denom
 absolute difference, natural vs other logs, a wrong Renyi prefactor) give different numbers."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -172,3 +173,24 @@ def test_tiny_true_eigenvalues_are_kept_and_only_rounding_noise_is_dropped():
     for grad in (False, True):
         got = matrix_entropy(x.clone().requires_grad_(grad), alpha=0.5, path="samples").item()
         assert got == pytest.approx(expected, abs=2e-9)
+
+
+def test_empty_and_bad_single_inputs_are_named():
+    x, _ = (torch.from_numpy(a) for a in _unequal_pair())
+    for empty in (x[:0], x[:, :0], torch.zeros(2, 3, 0, dtype=torch.float64), torch.zeros(2, 0, 3, dtype=torch.float64)):
+        shape = tuple(empty.shape)
+        with pytest.raises(ValueError, match=rf"^x is empty \(shape {re.escape(str(shape))}\); pass at least one"):
+            matrix_entropy(empty)
+    bad = x.clone()
+    bad[5, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"^x has zero or non-finite rows \(e\.g\. sample indices \[5\]\)"):
+        matrix_entropy(bad)
+
+
+def test_bad_rows_are_listed_by_sample_index_up_to_five():
+    x = torch.ones(2, 9, 3, dtype=torch.float64)
+    x[1, [1, 2, 4, 6, 7, 8]] = 0.0  # six bad samples of the second batch item
+    message = (r"^x has zero or non-finite rows \(e\.g\. sample indices \[1, 2, 4, 6, 7\]\); matrix entropy needs "
+               r"finite, non-zero feature vectors: drop or fix those samples$")
+    with pytest.raises(ValueError, match=message):
+        matrix_entropy(x)
