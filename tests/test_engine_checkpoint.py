@@ -109,3 +109,16 @@ def test_a_checkpoint_of_another_config_or_format_is_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(CheckpointMismatchError, match=rf"^{path} has checkpoint format 2, expected 1\.$"):
         load_resume_checkpoint(path, "mine")
+
+
+def test_numpy_cached_gaussian_survives_the_round_trip(tmp_path):
+    """NumPy's legacy generator keeps the second value of each Box-Muller pair (has_gauss, gauss)."""
+    from promptinfo.engine.checkpoint import rng_state, set_rng_state
+
+    np.random.seed(3)
+    np.random.randn()  # leaves a cached gaussian
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    expected = np.random.randn(3)
+    np.random.seed(4)
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert np.array_equal(np.random.randn(3), expected)
