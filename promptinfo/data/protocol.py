@@ -120,7 +120,8 @@ def _load_or_draw(data: BenchmarkData, shots: int, seed: int, path: Path, repeat
             "source_split": data.split_source, "source_fingerprint": fingerprint}
     try:
         with lock_for(path):
-            stored = _read_index(path, data, shots, seed, fingerprint, repeat)  # another run may have written it
+            # another run may have written it meanwhile; why the first read failed was warned about already
+            stored = _read_index(path, data, shots, seed, fingerprint, repeat, quiet=True)
             if stored is not None:
                 return stored
             train, val = draw_few_shot(data, shots, seed, repeat)
@@ -133,18 +134,21 @@ def _load_or_draw(data: BenchmarkData, shots: int, seed: int, path: Path, repeat
     return train, val
 
 
-def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool):
+def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool,
+                quiet: bool = False):
+    """The stored draw, or None when it is missing, unreadable or stale (a warning; debug level if ``quiet``)."""
     if not path.is_file():
         return None
+    warn = logger.debug if quiet else logger.warning
     try:
         index = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        logger.warning("%s: %s is not valid JSON (%s); drawing again", data.key, path, e)
+        warn("%s: %s is not valid JSON (%s); drawing again", data.key, path, e)
         return None
     wanted = {"format": INDEX_FORMAT, "shots": shots, "seed": seed, "repeat": repeat, "source_fingerprint": fingerprint}
     stale = {k: index.get(k) for k, v in wanted.items() if index.get(k) != v}
     if stale:
-        logger.warning("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
+        warn("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
         return None
     root = data.image_root
 
