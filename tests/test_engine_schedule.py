@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from promptinfo.engine.optim import build_optimizer, build_scheduler, epoch_lr
+from promptinfo.errors import ConfigError
 
 LR, WARMUP_LR, EPOCHS = 0.002, 1e-5, 8
 
@@ -58,3 +59,18 @@ def test_no_warmup_starts_at_the_peak_and_a_constant_schedule_stays_there():
 def test_a_zero_learning_rate_trains_at_zero_throughout():
     for warmup_type in ("constant", "linear"):
         assert _stepped(_trainer(lr=0.0, warmup_type=warmup_type)) == [0.0] * EPOCHS
+
+
+def test_optimizers_take_the_trainer_settings_and_refusals_say_what_to_do():
+    param = torch.nn.Parameter(torch.zeros(1))
+    adamw = build_optimizer([param], _trainer(optimizer="adamw", lr=0.003, weight_decay=0.05))
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert (adamw.defaults["lr"], adamw.defaults["weight_decay"]) == (0.003, 0.05)
+    sgd = build_optimizer([param], _trainer(lr=0.004, momentum=0.8, weight_decay=0.01))
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.004, 0.8, 0.01)
+    with pytest.raises(ConfigError, match=r"^trainer\.optimizer='adam'; choose sgd or adamw\.$"):
+        build_optimizer([param], _trainer(optimizer="adam"))
+    frozen = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+    with pytest.raises(ConfigError, match=r"^The method has no trainable parameters; use protocol=zeroshot to "
+                                          r"evaluate it untrained\.$"):
+        build_optimizer([frozen], _trainer())
