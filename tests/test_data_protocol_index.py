@@ -110,7 +110,8 @@ def test_stale_and_broken_index_warnings_name_what_differs(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
         subset = few_shot_subset(data, 2, 1)
     assert len(caplog.messages) == 1
-    assert re.fullmatch(rf"toy: {re.escape(str(path))} is not valid JSON \(.+\); drawing again", caplog.messages[0])
+    assert re.fullmatch(rf"toy: the few-shot index {re.escape(str(path))} is damaged \(.+\); set it aside as "
+                        rf"{re.escape(path.name)}\.damaged-\S+ and drawing again", caplog.messages[0])
     assert subset.train == draw_few_shot(data, 2, 1)[0]
 
 
