@@ -381,15 +381,22 @@ def test_a_corrupt_test_image_stops_the_run_before_training(hydra_configs, tmp_p
 
 
 # --------------------------------------------------------------------------------------------- generated data, demo weights
-def test_a_damaged_procedural_marker_is_named(tmp_path):
+def test_a_damaged_procedural_marker_is_named_and_a_killed_generation_is_cleaned_up(tmp_path):
     from promptinfo.data import procedural
 
     spec = procedural.ProceduralSpec(train_per_class=1, val_per_class=1, test_per_class=1, resolution=16)
     target = procedural.write_procedural_dataset(tmp_path, spec)
     (target / procedural.META_FILE).write_text('{"classes": [')
+    leftover = tmp_path / ".other.tmp-killed"  # another benchmark's writer: not ours to remove
+    leftover.mkdir()
     with pytest.raises(DamagedFileError, match="Delete the folder") as err:
         procedural.write_procedural_dataset(tmp_path, spec)
     assert str(target / procedural.META_FILE) in str(err.value)
+    shutil.rmtree(target)
+    killed = tmp_path / ".procedural.tmp-killed"  # a generation that was killed midway
+    (killed / "images").mkdir(parents=True)
+    assert procedural.write_procedural_dataset(tmp_path, spec) == target
+    assert not killed.exists() and leftover.exists()
 
 
 def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monkeypatch, caplog):
@@ -400,7 +407,11 @@ def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monke
         return demo.create_demo_model(recipe.model), {"fake": True}
 
     monkeypatch.setattr(demo, "pretrain_demo_clip", pretrain)
-    path = demo.ensure_demo_backbone("small", cache_dir=tmp_path)
+    path = demo.demo_checkpoint_path("small", tmp_path)
+    leftover = temp_name(path, "dead01")  # a pretraining that was killed while writing
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a file")
+    assert demo.ensure_demo_backbone("small", cache_dir=tmp_path) == path and not leftover.exists()
     good = path.read_bytes()
     damaged = truncate(path)
     with caplog.at_level(logging.WARNING):
