@@ -10,6 +10,7 @@ the loop and its parts, the data sources, evaluation), for tools that drive the 
 
 from promptinfo.engine.build import build_backbone, build_method, build_run, build_runtime
 from promptinfo.engine.checkpoint_eval import evaluate_checkpoint
+from promptinfo.engine.config_store import register_configs
 from promptinfo.engine.data import FeatureBatches, FeatureStore, ImageBatches, image_loader
 from promptinfo.engine.device import Precision, seed_everything
 from promptinfo.engine.evaluate import classify_features, evaluate, shared_text_features
@@ -22,6 +23,8 @@ from promptinfo.engine.runtime import Runtime
 from promptinfo.engine.schema import LossConfig, ModelConfig, TrainerConfig
 from promptinfo.engine.training import train
 from promptinfo.engine.validate import validate_eval_config, validate_train_config
+
+register_configs()  # hydra composes the typed defaults and every registered method, strategy and benchmark
 
 __all__ = [
     "FeatureBatches", "FeatureStore", "Fit", "FitState", "ImageBatches", "LossConfig", "ModelConfig",

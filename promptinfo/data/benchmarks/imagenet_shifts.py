@@ -9,7 +9,8 @@ from promptinfo.data.benchmarks.imagenet import copy_imagenet_classnames
 from promptinfo.data.readers import imagenet_style_test
 from promptinfo.data.registry import Benchmark, register_benchmark
 
-_THEN_CLASSNAMES = "  3. prepare imagenet first (for classnames.txt), then run this command again to copy classnames.txt here."
+_THEN_CLASSNAMES = ("  3. prepare imagenet first (for classnames.txt), then run this command again to copy "
+                    "classnames.txt here.")
 
 
 def _register_shift(key: str, name: str, folder: str, image_dir: str, num_classes: int, n_test: int,
