@@ -24,15 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-
 from promptinfo.cli import report
 from promptinfo.cli._argparse import console_logging
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, QuietOpenClip
-from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
-from promptinfo.engine import train
 from promptinfo.errors import PromptInfoError
-from promptinfo.report.plots import plot_run_trajectories
 
 EXPERIMENT = "demo"
 """The experiment preset (``configs/experiment/demo.yaml``) and the runs' folder under ``--runs-root``."""
@@ -112,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from hydra import compose, initialize_config_module
+
+    from promptinfo.engine import train
+    from promptinfo.report.plots import plot_run_trajectories
+
     start = time.perf_counter()
     _pretrain(args.variant)
     trained = {}
@@ -139,6 +139,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(variant: str) -> None:
+    from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
+
     recipe = get_recipe(variant)
     if not demo_checkpoint_path(variant).is_file():
         print(f"Pretraining the demo CLIP {recipe.model} on procedural shapes (first use only; cached under "

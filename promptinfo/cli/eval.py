@@ -13,11 +13,12 @@ import hydra
 from omegaconf import DictConfig
 
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
-from promptinfo.engine import evaluate_checkpoint
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
 def _evaluate(cfg: DictConfig) -> None:
+    from promptinfo.engine import evaluate_checkpoint  # torch and the engine load here, after hydra's --help
+
     run_command(evaluate_checkpoint, cfg)
 
 

@@ -16,14 +16,11 @@ import logging
 from collections.abc import Iterator
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
-from promptinfo.engine import distributed as dist
-from promptinfo.engine import train
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -34,6 +31,8 @@ def _train(cfg: DictConfig) -> None:
 
 
 def _train_placed(cfg: DictConfig) -> dict:
+    from promptinfo.engine import train  # torch and the engine load here, after hydra's --help and --cfg
+
     with _placement(cfg):
         return train(cfg)
 
@@ -41,6 +40,10 @@ def _train_placed(cfg: DictConfig) -> dict:
 def _placement(cfg: DictConfig) -> contextlib.AbstractContextManager:
     """Where this process trains: as a rank of a torchrun launch, on a GPU of its own in a joblib sweep
     (`trainer.device=auto` with several GPUs visible), or as `trainer.device` says."""
+    import torch
+
+    from promptinfo.engine import distributed as dist
+
     env = dist.env_from_environ()
     if env is not None:
         dist.join_process_group(env, str(cfg.trainer.device))
@@ -64,6 +67,10 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
     The device is set in the process rather than through CUDA_VISIBLE_DEVICES: joblib's workers
     run one job after another, and CUDA reads that variable once per process.
     """
+    import torch
+
+    from promptinfo.engine import distributed as dist
+
     with dist.claim_gpu(job_num, n_gpus) as index:
         torch.cuda.set_device(index)
         logger.info("sweep job %d trains on cuda:%d", job_num, index)

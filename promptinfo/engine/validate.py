@@ -12,10 +12,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+import promptinfo_configs  # noqa: F401  (registers the configs' resolvers, `pi.or`)
 from promptinfo.engine import schema
 from promptinfo.errors import ConfigError
-
-OmegaConf.register_new_resolver("pi.or", lambda value, default: default if value in (None, "") else value, replace=True)
 
 
 def validate_train_config(cfg: Any) -> DictConfig:
