@@ -40,19 +40,24 @@ class Backbone(nn.Module):
 
     Attributes:
         name: architecture name (or checkpoint stem for OpenAI files).
-        weights_id: pretrained tag or file fingerprint; recorded in prompt checkpoints.
+        weights_id: pretrained tag or file fingerprint; recorded in prompt checkpoints, so that a tag
+            (`openai`, the demo's `procedural`) rebuilds the backbone wherever the prompts are loaded.
+        weights_digest: content identity of the weights: the file fingerprint when they were read from a
+            file (also a tag resolved to a local file, as `procedural` is), else `weights_id`. Keys the
+            feature cache, so features of other weights under the same tag are never reused.
         truncate_text: run the text transformer only up to the longest end-of-text token; switched
             on automatically where it is exact (causal mask and end-of-text pooling).
         text_buckets: with truncation, split a text pass into at most this many passes over prompts
             of similar length, each cut at its own longest end-of-text token (1: one pass).
     """
 
-    def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer) -> None:
+    def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer, weights_digest: str | None = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.name = name
         self.weights_id = weights_id
+        self.weights_digest = weights_digest or weights_id
         self.tokenizer = tokenizer
         self._text = _text_tower(model, name)
         if not getattr(self._text.transformer, "batch_first", True):

@@ -65,14 +65,16 @@ def create_backbone(
             f"Unknown backbone {name!r}. Close matches: {close}. "
             "See promptinfo.list_backbones() for every name, or pass the path of an OpenAI-format checkpoint."
         )
+    tag = pretrained
     if pretrained == DEMO_TAG and name in _demo_variants():
         from promptinfo.demo import ensure_demo_backbone  # pretrains on first use, then cached
 
         pretrained = str(ensure_demo_backbone(_demo_variants()[name], cache_dir))
     model = _create_open_clip(name, pretrained, precision, cache_dir)
-    weights_id = "random" if pretrained is None else _weights_id(pretrained)
+    digest = "random" if pretrained is None else _weights_id(pretrained)
+    weights_id = tag if tag == DEMO_TAG else digest  # the tag, which rebuilds the backbone from a checkpoint
     tokenizer = open_clip.get_tokenizer(name)
-    backbone = Backbone(model, name=name, weights_id=weights_id, tokenizer=tokenizer)
+    backbone = Backbone(model, name=name, weights_id=weights_id, tokenizer=tokenizer, weights_digest=digest)
     return backbone.to(device)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from promptinfo.backbones import list_backbones
+from promptinfo.backbones.factory import DEMO_TAG
 from promptinfo.engine.build import (
     attach_feature_store,
     build_backbone,
@@ -31,7 +32,8 @@ def evaluate_checkpoint(cfg) -> dict:
     """Evaluate and write a results JSON; returns its content.
 
     With `checkpoint` set, the method, its options and the backbone come from the checkpoint's
-    metadata; weights saved from a local file must be given again as `model.pretrained`.
+    metadata: a weights tag (`openai`, the demo's `procedural`) is resolved again; weights saved
+    from a local file must be given again as `model.pretrained`.
     """
     cfg = validate_eval_config(cfg)
     meta = read_prompt_checkpoint(cfg.checkpoint)[1] if cfg.checkpoint else None
@@ -89,11 +91,11 @@ def _model_config(cfg: DictConfig, meta: dict | None):
         model.pretrained = None
     elif not weights.startswith("file-"):
         model.pretrained = weights
-    elif not (model.pretrained and os.path.isfile(model.pretrained)):
+    elif not (model.pretrained and (os.path.isfile(model.pretrained) or model.pretrained == DEMO_TAG)):
         raise ConfigError(
             f"{cfg.checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
             f"{weights}); pass that file again as model.pretrained=/path/to/weights."
-        )
+        )  # else the file, or the demo weights (checkpoints of older versions recorded their fingerprint)
     return model
 
 

@@ -80,7 +80,8 @@ def _finished_results(run: rf.RunFolder, fingerprint: str) -> dict:
     if results.get("config_fingerprint") != fingerprint:
         raise ConfigError(
             f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
-            "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
+            "own folder: label=NAME names the variant (its folder and its row in promptinfo-report's tables, "
+            "e.g. label=maple-depth3), or run_dir=PATH; or pass overwrite=true to replace that run."
         )
     logger.info("%s already finished; skipping it (pass overwrite=true to redo it).", run.path)
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 
 import torch
@@ -15,6 +16,7 @@ from promptinfo.io import atomic_path
 from promptinfo.methods.base import PromptMethod
 
 _META_KEY = "promptinfo"
+logger = logging.getLogger(__name__)
 
 
 def prompt_metadata(method: PromptMethod) -> dict:
@@ -24,6 +26,7 @@ def prompt_metadata(method: PromptMethod) -> dict:
         "config": dataclasses.asdict(method.config),
         "backbone": method.backbone.name,
         "weights": method.backbone.weights_id,
+        "weights_digest": method.backbone.weights_digest,
         "classnames": list(method.classnames),
         "class_specific": method.class_specific,
     }
@@ -70,12 +73,18 @@ def load_prompt(method: PromptMethod, path: str | os.PathLike) -> dict:
 def _check(meta: dict, method: PromptMethod, path) -> None:
     if meta["method"] != method.registry_name:
         raise CheckpointMismatchError(f"{path} holds {meta['method']} prompts, not {method.registry_name}.")
-    if (meta["backbone"], meta["weights"]) != (method.backbone.name, method.backbone.weights_id):
+    weights = (method.backbone.weights_id, method.backbone.weights_digest)  # a tag, or the content it resolved to
+    if meta["backbone"] != method.backbone.name or meta["weights"] not in weights:
         raise CheckpointMismatchError(
             f"{path} was trained on backbone {meta['backbone']} (weights {meta['weights']}); this method runs "
             f"on {method.backbone.name} (weights {method.backbone.weights_id}). Prompts do not transfer "
             "between backbones: load it with the backbone it was trained on."
         )
+    saved_digest = meta.get("weights_digest", meta["weights"])
+    if saved_digest != method.backbone.weights_digest:
+        logger.warning("%s was trained on %s weights %r with content %s; the weights under that tag here are %s "
+                       "(e.g. the demo CLIP pretrained by another recipe or CPU): expect other numbers.",
+                       path, meta["backbone"], meta["weights"], saved_digest, method.backbone.weights_digest)
     if meta["class_specific"] and meta["classnames"] != list(method.classnames):
         raise CheckpointMismatchError(
             f"{path} holds class-specific prompts for {len(meta['classnames'])} classes "
