@@ -110,6 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_module
 
     from promptinfo.engine import train
+    from promptinfo.report.names import method_display_name
     from promptinfo.report.plots import plot_run_trajectories
 
     start = time.perf_counter()
@@ -130,7 +131,7 @@ def _demo(args: argparse.Namespace) -> int:
         return status
     figure = out / "report" / COMPARISON_FIGURE
     if trained:
-        plot_run_trajectories(list(trained.values()), figure, labels=list(trained),
+        plot_run_trajectories(list(trained.values()), figure, labels=[method_display_name(t) for t in trained],
                               title="Information trajectories on base training images (epoch 0: zero-shot)")
         print(f"Trajectories of {', '.join(trained)} in one figure: {figure}")
     print(f"Per-run trajectory figures: {out / 'report' / 'trajectories'}")

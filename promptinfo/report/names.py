@@ -15,11 +15,12 @@ METHOD_NAMES = {
 methods in this order (zero-shot first, then by publication), a label after the method it extends."""
 
 METRIC_NAMES = {
-    "accuracy": "zero-shot accuracy (%)", "entropy_image": "entropy of image features",
-    "entropy_text": "entropy of text features", "entropy_classifier": "entropy of classifier weights",
-    "mi": "mutual information", "mir": "MIR", "hdr": "HDR", "nc1": "NC1 (within-class variability)",
+    "accuracy": "zero-shot accuracy (%)", "entropy_image": "H(Z): image features (nats)",
+    "entropy_text": "H(W_y): label text weights (nats)", "entropy_classifier": "H(W): classifier weights (nats)",
+    "mi": "MI(Z; W_y) (nats)", "mir": "MIR(Z; W_y)", "hdr": "HDR(Z; W_y)", "nc1": "NC1: within-class variability",
 }
-"""Column of an inspection frame -> its name on a figure."""
+"""Column of an inspection frame -> its short name on a figure (``report.inspection.METRIC_DESCRIPTIONS``
+says what each is)."""
 
 
 def method_display_name(label: str) -> str:
