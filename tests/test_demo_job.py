@@ -249,3 +249,25 @@ def test_negative_epochs_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         demo_cli.main(["--epochs", "-1"])
     assert info.value.code == 2 and "--epochs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.parametrize("label", ["coop", "maple"])
+def test_a_demo_checkpoint_evaluates_from_its_weights_tag(job, label, demo_cache, monkeypatch, tmp_path):
+    """The checkpoint records the demo CLIP by its tag, so `promptinfo-eval checkpoint=... model=demo_small` rebuilds
+    it (no hidden weights file to pass) and gives the run's own novel accuracy."""
+    from promptinfo.engine import evaluate_checkpoint
+    from promptinfo.methods import read_prompt_checkpoint
+
+    checkpoint = job.folder(label) / "prompt.safetensors"
+    meta = read_prompt_checkpoint(checkpoint)[1]
+    assert (meta["backbone"], meta["weights"]) == ("pi-demo-small", "procedural")
+    assert meta["weights_digest"].startswith("file-")  # the content under the tag, for the feature cache
+    monkeypatch.setenv("PROMPTINFO_HOME", str(demo_cache))
+    monkeypatch.setenv("PROMPTINFO_CACHE", str(job.root / "cache"))
+    overrides = [f"checkpoint={checkpoint}", "model=demo_small", "dataset=procedural_small", "trainer=cpu",
+                 f"dataset.root={job.root / 'data'}", "protocol.subsample=novel", f"output={tmp_path / 'eval.json'}"]
+    with initialize_config_module("promptinfo_configs", version_base="1.3"):
+        results = evaluate_checkpoint(compose("eval", overrides=overrides))
+    assert results["weights"] == "procedural"
+    assert results["evaluations"]["test"]["correct"] == job.results(label)["evaluations"]["novel"]["correct"]

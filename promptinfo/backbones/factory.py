@@ -11,6 +11,7 @@ from pathlib import Path
 import open_clip
 import torch
 
+from promptinfo.backbones._hub import offline_unless_reachable
 from promptinfo.backbones.clip import Backbone
 from promptinfo.backbones.openai_format import load_openai_checkpoint
 from promptinfo.errors import ConfigError, WeightsUnavailableError
@@ -114,9 +115,11 @@ def _create_open_clip(name: str, pretrained: str | None, precision: str, cache_d
             f"Tags open_clip knows for {name}: {open_clip.list_pretrained_tags_by_model(name)}."
         )
     try:
-        return open_clip.create_model(
-            name, pretrained=pretrained, force_quick_gelu=bool(tag_cfg.get("quick_gelu")), **kwargs
-        )
+        with offline_unless_reachable(tag_cfg):
+            open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)  # fetched (or found) before the model is built
+            return open_clip.create_model(
+                name, pretrained=pretrained, force_quick_gelu=bool(tag_cfg.get("quick_gelu")), **kwargs
+            )
     except Exception as err:  # any downloader failure: network, hub, missing cache
         raise WeightsUnavailableError(_download_help(name, pretrained, tag_cfg, cache_dir, err)) from None
 
