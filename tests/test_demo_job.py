@@ -2,13 +2,12 @@
 
 One run of `promptinfo-demo --variant small --epochs 20` in a temporary folder (pretraining the small demo
 CLIP, rendering the small procedural benchmark, zero-shot, CoOp, CoOp + CMA and MaPLe, the report) feeds
-every test here, so the file costs one short demo job (once per session, also under pytest-xdist).
+every test here (the `demo_job` fixture of conftest.py, shared with the README test), so the file costs one
+short demo job (once per session, also under pytest-xdist).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import logging
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
@@ -33,9 +31,9 @@ from promptinfo.engine.data import load_split
 from promptinfo.engine.validate import validate_train_config
 from promptinfo.losses import cma_loss
 from promptinfo.methods import create_method, load_prompt
-from tests.conftest import session_temp
+from tests.conftest import DEMO_EPOCHS as EPOCHS
+from tests.conftest import run_demo
 
-EPOCHS = 20
 LABELS = ("zeroshot", "coop", "coop+cma", "maple")
 DISPLAY = ("zero-shot", "CoOp", "CoOp + CMA", "MaPLe")  # as the README's table names them
 TRAINED = ("coop", "coop+cma", "maple")
@@ -43,53 +41,9 @@ INFO_KEYS = ("info/entropy_image", "info/entropy_text", "info/mi", "info/mir", "
 MODEL_CONFIGS = Path(__file__).parents[1] / "promptinfo" / "backbones" / "model_configs"
 
 
-class Job:
-    """The outcome of one `promptinfo-demo` call: exit status, printed text and the run folders."""
-
-    def __init__(self, root: Path, status: int, stdout: str) -> None:
-        self.root, self.status, self.stdout = root, status, stdout
-        self.runs = root / "runs" / "demo"
-
-    def folder(self, label: str) -> Path:
-        return self.runs / "procedural_small" / label / "base2novel" / "shots16_seed1"
-
-    def results(self, label: str) -> dict:
-        return json.loads((self.folder(label) / "results.json").read_text())
-
-    def metrics(self, label: str) -> list[dict]:
-        return [json.loads(line) for line in (self.folder(label) / "metrics.jsonl").read_text().splitlines()]
-
-
-def run_demo(root: Path, *extra: str) -> tuple[int, str]:
-    out = io.StringIO()
-    argv = ["--variant", "small", "--epochs", str(EPOCHS), "--runs-root", str(root / "runs"),
-            "--data-root", str(root / "data"), *extra]
-    with contextlib.redirect_stdout(out):
-        status = demo_cli.main(argv)
-    return status, out.getvalue()
-
-
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, demo_cache):
-    """The demo job, with the session's demo weights and its own feature cache, data and runs in a temporary folder.
-
-    Run once per test session: the first xdist worker to get here runs it, the others read its outcome.
-    """
-    root = session_temp(tmp_path_factory) / "demo_job"
-    outcome = root / "outcome.json"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTINFO_HOME", str(demo_cache))
-        mp.setenv("PROMPTINFO_CACHE", str(root / "cache"))
-        root.mkdir(exist_ok=True)
-        with FileLock(str(root.with_suffix(".lock"))):
-            if not outcome.is_file():
-                status, stdout = run_demo(root)
-                outcome.write_text(json.dumps({"status": status, "stdout": stdout}))
-        recorded = json.loads(outcome.read_text())
-        yield Job(root, recorded["status"], recorded["stdout"])
-    torch.set_num_threads(threads)
+def job(demo_job):
+    return demo_job
 
 
 def table_rows(text: str) -> dict[str, tuple[str, str, str]]:
