@@ -37,13 +37,16 @@ def compose_train(overrides: list[str], name: str = "train"):
 
 
 # --------------------------------------------------------------------------------------------- composition
-@pytest.mark.parametrize("group", TRAIN_GROUPS)
+@pytest.mark.parametrize(  # the experiment presets compose every group again: slow
+    "group", [pytest.param(g, marks=pytest.mark.slow) if g == "experiment" else g for g in TRAIN_GROUPS]
+)
 def test_every_option_of_every_group_composes_and_validates(group):
     for option in options(group):
         cfg = validate_train_config(compose_train([f"{group}={option}"]))
         assert cfg.trainer.epochs is not None and cfg.trainer.epochs >= 0, (group, option)
 
 
+@pytest.mark.slow
 def test_every_schedule_is_selected_by_its_method_and_protocol():
     for stem in options("schedule"):
         method, protocol = next((m, stem[len(m) + 1:]) for m in list_methods() if stem.startswith(m + "_"))

@@ -58,6 +58,7 @@ def table_rows(text: str) -> dict[str, tuple[str, str, str]]:
 
 
 # --------------------------------------------------------------------------------------------- the job
+@pytest.mark.slow
 def test_demo_prints_the_base_novel_hm_table_of_the_four_methods(job):
     assert job.status == 0, job.stdout
     starts = [re.search(rf"^\[{i}/4\] {re.escape(label)}: promptinfo-train ", job.stdout, re.MULTILINE)
@@ -75,6 +76,7 @@ def test_demo_prints_the_base_novel_hm_table_of_the_four_methods(job):
         assert results["epochs"] == (0 if label == "zeroshot" else EPOCHS)
 
 
+@pytest.mark.slow
 def test_demo_writes_the_trajectory_figures(job):
     report = job.runs / "report"
     per_run = sorted((report / "trajectories").glob("*.png"))
@@ -87,6 +89,7 @@ def test_demo_writes_the_trajectory_figures(job):
     assert (report / "base2novel.csv").is_file() and (report / "base2novel.md").is_file()
 
 
+@pytest.mark.slow
 def test_the_console_gets_one_line_per_run_and_train_log_every_engine_line(job):
     for label in TRAINED:
         log = (job.folder(label) / "train.log").read_text()
@@ -113,6 +116,7 @@ def test_the_demo_console_setup_is_undone_when_it_returns(caplog):
     assert [r.getMessage() for r in caplog.records] == ["epoch 2/2 loss 3.1"]
 
 
+@pytest.mark.slow
 def test_rerun_reuses_the_finished_runs_and_prints_the_same_table(job):
     stamps = {label: (job.folder(label) / "results.json").stat().st_mtime_ns for label in LABELS}
     status, stdout = run_demo(job.root)
@@ -127,6 +131,7 @@ def info_part(row: dict) -> dict:
     return {k: v for k, v in row.items() if k.startswith("info/")}
 
 
+@pytest.mark.slow
 def test_runs_record_information_trajectories_from_the_zero_shot_point(job):
     zero_shot = job.metrics("zeroshot")
     assert [row["epoch"] for row in zero_shot] == [0]
@@ -145,6 +150,7 @@ def test_runs_record_information_trajectories_from_the_zero_shot_point(job):
 
 
 # --------------------------------------------------------------------------------------------- learning
+@pytest.mark.slow
 def test_prompt_learning_lowers_the_training_loss_from_the_zero_shot_start(job):
     for label in TRAINED:
         rows = job.metrics(label)
@@ -152,6 +158,7 @@ def test_prompt_learning_lowers_the_training_loss_from_the_zero_shot_start(job):
         assert min(row["loss/ce"] for row in rows[-5:]) < 0.85 * start, label
 
 
+@pytest.mark.slow
 def test_prompt_learning_raises_base_accuracy_over_zero_shot(job):
     """Half of the base classes are new to the demo CLIP: its features separate them better than its zero-shot
     classifier does, and prompt learning on 16 shots closes part of that gap."""
@@ -177,6 +184,7 @@ def per_class_entropy(folder: Path, batch_size: int = 32) -> float:
         return float(torch.stack([cma_loss(z[b], w, labels[b]) for b in order.split(batch_size)]).mean())
 
 
+@pytest.mark.slow
 def test_cma_lowers_the_per_class_matrix_entropy_of_image_and_text_features(job):
     with_cma, without = per_class_entropy(job.folder("coop+cma")), per_class_entropy(job.folder("coop"))
     assert with_cma < without - 0.01  # same frozen image features: only the learned text features differ

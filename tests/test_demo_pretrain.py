@@ -37,6 +37,7 @@ def micro_model():
     return demo.pretrain_demo_clip(MICRO, workers=1)
 
 
+@pytest.mark.slow
 def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
     path, _ = small_checkpoint
     report = json.loads(path.with_suffix(".json").read_text())
@@ -49,6 +50,7 @@ def test_small_variant_beats_chance_on_held_out_classes(small_checkpoint):
     assert measured["accuracy_base_pretrained"] > measured["accuracy_base_unseen"] + 0.1  # room for prompt learning
 
 
+@pytest.mark.slow
 def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, capsys):
     path, cache = small_checkpoint
     script = Path(__file__).parents[1] / "tools" / "pretrain_demo_clip.py"
@@ -61,6 +63,7 @@ def test_pretraining_script_reports_the_cached_checkpoint(small_checkpoint, caps
     assert printed["accuracy_base_unseen"] < printed["accuracy_base_pretrained"]
 
 
+@pytest.mark.slow
 def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
     path, cache = small_checkpoint
     stamp = path.stat().st_mtime_ns
@@ -70,6 +73,7 @@ def test_cached_checkpoint_is_reused_and_named_by_recipe(small_checkpoint):
     assert demo.VARIANTS["small"].fingerprint() != replace(demo.VARIANTS["small"], seed=1).fingerprint()
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_outputs(micro_model, tmp_path):
     model, report = micro_model
     path = tmp_path / "micro.safetensors"
@@ -86,6 +90,7 @@ def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_o
     assert json.loads(path.with_suffix(".json").read_text())["fingerprint"] == MICRO.fingerprint()
 
 
+@pytest.mark.slow
 def test_pretraining_is_deterministic_with_or_without_loader_workers(micro_model):
     model, report = micro_model
     again, report_again = demo.pretrain_demo_clip(MICRO, workers=0)

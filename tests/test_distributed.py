@@ -139,6 +139,7 @@ def assert_same_numbers(a: dict, b: dict, path: str = "") -> None:
             assert x == y, f"{path}/{key}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("loss", "batch_size", "grad_accum"), CASES)
 def test_two_processes_match_one(work, two_process_runs, loss, batch_size, grad_accum):
     ddp = work / "ddp" / f"{loss}_b{batch_size}" / FOLDER
@@ -157,6 +158,7 @@ def test_two_processes_match_one(work, two_process_runs, loss, batch_size, grad_
         torch.testing.assert_close(pa[name], pb[name], rtol=0, atol=TOL, msg=name)
 
 
+@pytest.mark.slow
 def test_rank_zero_alone_writes_the_run_folder(work, two_process_runs):
     folder = work / "ddp" / "ce_b3" / FOLDER
     assert {p.name for p in folder.iterdir()} == {".lock", "config.yaml", "metrics.jsonl", "results.json",

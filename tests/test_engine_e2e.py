@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -32,12 +32,8 @@ class Killed(Exception):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _setup():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with initialize_config_module("promptinfo_configs", version_base="1.3"):
-        yield
-    torch.set_num_threads(threads)
+def _setup(hydra_configs):
+    yield
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +269,8 @@ def test_two_runs_never_share_a_folder(data_root, workdir):
 
 
 @pytest.mark.parametrize("setting", [
-    ("method=promptsrc", "method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"),  # GPA state
+    pytest.param(("method=promptsrc", "method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"),
+                 marks=pytest.mark.slow),  # GPA state
     ("method=kgcoop", "trainer.train_views=2", "trainer.grad_accum=2"),  # cached views, accumulation
 ])
 def test_resume_keeps_method_state_and_cached_views(setting, data_root, workdir):

@@ -82,6 +82,7 @@ def test_plot_run_trajectories_writes_png(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["traj.png"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_write_trajectory_plots_per_group_and_per_run(tmp_path):
     root = tmp_path / "runs"
     for seed in (1, 2):

@@ -128,6 +128,7 @@ def first_sweep(sweep_env):
     return work, env, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_joblib_sweep_runs_every_job_in_its_own_folder(first_sweep):
     work, _, output = first_sweep
     assert "Joblib.Parallel(n_jobs=2,backend=loky" in output and "is launching 4 jobs" in output
@@ -145,6 +146,7 @@ def test_joblib_sweep_runs_every_job_in_its_own_folder(first_sweep):
     assert {Path(f).name for f in files - runs} == {"multirun.yaml"}
 
 
+@pytest.mark.slow
 def test_report_aggregates_the_finished_runs_and_a_rerun_skips_or_resumes(first_sweep, capsys):
     work, env, _ = first_sweep
     runs = work / "runs"
