@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import promptinfo_configs  # noqa: F401  (registers the configs' resolvers before hydra resolves hydra.run.dir)
+import promptinfo.engine.resolvers  # noqa: F401  (pi.or, before hydra resolves hydra.run.dir)
 from promptinfo.errors import PromptInfoError
 
 CONFIG_PATH = "pkg://promptinfo_configs"

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-import promptinfo_configs  # noqa: F401  (registers the configs' resolvers, `pi.or`)
+import promptinfo.engine.resolvers  # noqa: F401  (the configs' resolvers, `pi.or`)
 from promptinfo.engine import schema
 from promptinfo.errors import ConfigError
 
