@@ -214,6 +214,7 @@ def test_negative_epochs_is_a_usage_error(capsys):
 
 
 # --------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.slow
 @pytest.mark.parametrize("label", ["coop", "maple"])
 def test_a_demo_checkpoint_evaluates_from_its_weights_tag(job, label, demo_cache, monkeypatch, tmp_path):
     """The checkpoint records the demo CLIP by its tag, so `promptinfo-eval checkpoint=... model=demo_small` rebuilds

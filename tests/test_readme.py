@@ -123,9 +123,18 @@ def hydra_overrides(command: Command) -> tuple[str, list[str]] | None:
     return HYDRA_COMMANDS[argv[0]], [a for a in argv[1:] if a not in ("-m", "--multirun")]
 
 
+@pytest.fixture(scope="module")
+def hydra_context():
+    """One hydra context for the module's compositions (initialising it per compose costs more than composing)."""
+    from hydra import initialize_config_module
+
+    with initialize_config_module("promptinfo_configs", version_base="1.3"):
+        yield
+
+
 def composed_jobs(name: str, overrides: list[str]) -> list:
-    """The validated config of the command, or of the first and last job of its sweep."""
-    from hydra import compose, initialize_config_module
+    """The validated config of the command, or of the first and last job of its sweep (in a hydra context)."""
+    from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import open_dict
@@ -134,11 +143,10 @@ def composed_jobs(name: str, overrides: list[str]) -> list:
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    with initialize_config_module("promptinfo_configs", version_base="1.3"):
-        first = compose(name, overrides=fixed, return_hydra_config=True)
-        params = [f"{k}={v}" for k, v in (first.hydra.sweeper.get("params") or {}).items()]
-        jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([*params, *overrides]), None)[0]
-        configs = [compose(name, overrides=list(job), return_hydra_config=True) for job in (jobs[0], jobs[-1])]
+    first = compose(name, overrides=fixed, return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in (first.hydra.sweeper.get("params") or {}).items()]
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([*params, *overrides]), None)[0]
+    configs = [compose(name, overrides=list(job), return_hydra_config=True) for job in jobs[:1] + jobs[1:][-1:]]
     validated = []
     for cfg in configs:
         if name == "train" and "_target_" in cfg.hydra.launcher:
@@ -192,7 +200,7 @@ def parse_argparse_command(command: Command):
     return args
 
 
-def test_every_command_that_needs_data_or_weights_composes_and_validates():
+def test_every_command_that_needs_data_or_weights_composes_and_validates(hydra_context):
     """Commands are checked in order, so an eval's checkpoint must be a training command's output shown before."""
     run_dirs: set[str] = set()
     checked = 0
@@ -205,7 +213,7 @@ def test_every_command_that_needs_data_or_weights_composes_and_validates():
     assert checked > 0
 
 
-def test_commands_without_a_needs_note_run_offline_on_the_demo_world():
+def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_context):
     """A command that composes to a benchmark other than the procedural one, or to downloaded weights, must say
     what it needs; the offline ones compose and validate too (the slow test below runs them)."""
     for command in readme_commands()[2:]:
