@@ -178,7 +178,9 @@ def metric_bars_figure(frame: pd.DataFrame, metrics: Sequence[str], label_column
     axes = np.atleast_1d(figure.subplots(nrows, ncols)).ravel()
     labels = frame[label_column].astype(str).tolist()
     for ax, metric in zip(axes, metrics):
-        ax.bar(range(len(labels)), frame[metric].astype(float), color=[f"C{i % 10}" for i in range(len(labels))])
+        bars = ax.bar(range(len(labels)), frame[metric].astype(float), color=[f"C{i % 10}" for i in range(len(labels))])
+        ax.bar_label(bars, fmt="%.3g", fontsize="small")  # the value itself, readable with one bar or many
+        ax.margins(y=0.15)  # room for the labels
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize="medium")
     for ax in axes[len(metrics):]:
