@@ -3,8 +3,8 @@
 Examples::
 
     promptinfo-train dataset=oxford_pets method=maple protocol=base2novel seed=1
-    promptinfo-train experiment=coop_vitb16_few_shot dataset=dtd protocol.shots=4 seed=2
-    promptinfo-train -m experiment=cocoop_vitb16_base2novel dataset=eurosat,dtd seed=1,2,3
+    promptinfo-train method=coop dataset=dtd protocol.shots=4 seed=2
+    promptinfo-train -m method=cocoop protocol=base2novel dataset=eurosat,dtd seed=1,2,3
     promptinfo-train -m experiment=benchmark_few_shot method=coop hydra/launcher=local    # runs in parallel
     torchrun --nproc_per_node 4 -m promptinfo.cli.train dataset=imagenet method=maple     # one run, 4 GPUs
 """
@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
+from promptinfo.engine import distributed as dist
+from promptinfo.engine import train, validate_train_config
+from promptinfo.engine.schema import TrainConfig
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -31,8 +36,6 @@ def _train(cfg: DictConfig) -> None:
 
 
 def _train_placed(cfg: DictConfig) -> dict:
-    from promptinfo.engine import train  # torch and the engine load here, after hydra's --help and --cfg
-
     with _placement(cfg):
         return train(cfg)
 
@@ -40,10 +43,6 @@ def _train_placed(cfg: DictConfig) -> dict:
 def _placement(cfg: DictConfig) -> contextlib.AbstractContextManager:
     """Where this process trains: as a rank of a torchrun launch, on a GPU of its own in a joblib sweep
     (`trainer.device=auto` with several GPUs visible), or as `trainer.device` says."""
-    import torch
-
-    from promptinfo.engine import distributed as dist
-
     env = dist.env_from_environ()
     if env is not None:
         dist.join_process_group(env, str(cfg.trainer.device))
@@ -67,10 +66,6 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
     The device is set in the process rather than through CUDA_VISIBLE_DEVICES: joblib's workers
     run one job after another, and CUDA reads that variable once per process.
     """
-    import torch
-
-    from promptinfo.engine import distributed as dist
-
     with dist.claim_gpu(job_num, n_gpus) as index:
         torch.cuda.set_device(index)
         logger.info("sweep job %d trains on cuda:%d", job_num, index)
@@ -79,6 +74,7 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
+    exit_on_bad_command_line("train", sys.argv[1:], validate_train_config, TrainConfig)
     _train()
 
 

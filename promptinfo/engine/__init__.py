@@ -1,35 +1,18 @@
 """The training engine: one loop for every method, evaluation, resume checkpoints and run folders.
 
-Precision and device are decided here (`engine.device`) and nowhere else. The public names are imported on
-first access, so that a light submodule (the configs' store, validation) does not load the whole engine.
+Precision and device are decided here (`engine.device`) and nowhere else.
 """
 
-from __future__ import annotations
+from promptinfo.engine.checkpoint_eval import evaluate_checkpoint
+from promptinfo.engine.config_store import register_configs
+from promptinfo.engine.loop import FitState, NonFiniteLossError
+from promptinfo.engine.rundir import RunFolder, RunFolderBusyError
+from promptinfo.engine.training import train
+from promptinfo.engine.validate import validate_eval_config, validate_train_config
 
-import importlib
-from typing import TYPE_CHECKING
+register_configs()  # hydra composes the typed defaults and every registered method, strategy and benchmark
 
-_EXPORTS = {
-    "evaluate_checkpoint": "promptinfo.engine.checkpoint_eval", "FitState": "promptinfo.engine.loop",
-    "NonFiniteLossError": "promptinfo.engine.loop", "RunFolder": "promptinfo.engine.rundir",
-    "RunFolderBusyError": "promptinfo.engine.rundir", "train": "promptinfo.engine.training",
-    "validate_eval_config": "promptinfo.engine.validate", "validate_train_config": "promptinfo.engine.validate",
-}
-"""Public name -> the module that defines it."""
-
-__all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:
-    from promptinfo.engine.checkpoint_eval import evaluate_checkpoint
-    from promptinfo.engine.loop import FitState, NonFiniteLossError
-    from promptinfo.engine.rundir import RunFolder, RunFolderBusyError
-    from promptinfo.engine.training import train
-    from promptinfo.engine.validate import validate_eval_config, validate_train_config
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'promptinfo.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__all__ = [
+    "FitState", "NonFiniteLossError", "RunFolder", "RunFolderBusyError", "evaluate_checkpoint", "train",
+    "validate_eval_config", "validate_train_config",
+]
