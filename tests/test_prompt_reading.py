@@ -1,0 +1,128 @@
+"""Reading learned prompts as words, and loading prompts saved by the original (Dassl) trainers."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from promptinfo import create_method
+from promptinfo.errors import CheckpointMismatchError
+from promptinfo.methods.original import load_original_prompt
+from promptinfo.methods.words import nearest_words, text_context_vectors
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def test_context_initialised_from_words_reads_back_as_those_words(tiny_backbone):
+    method = create_method("coop", tiny_backbone, CLASSES, ctx_init="a photo of a")
+    rows = nearest_words(method, k=3)
+    assert [r.euclidean[0][0] for r in rows] == ["a", "photo", "of", "a"]
+    assert all(r.euclidean[0][1] == pytest.approx(0.0, abs=1e-5) for r in rows)
+    assert all(r.cosine[0][0] == r.euclidean[0][0] and r.cosine[0][1] == pytest.approx(1.0, abs=1e-5) for r in rows)
+    assert [(r.tensor, r.layer, r.position, r.classname) for r in rows] == [("ctx", 0, p, None) for p in range(4)]
+    for r in rows:  # ranked: distances ascend, similarities descend
+        assert [d for _, d in r.euclidean] == sorted(d for _, d in r.euclidean)
+        assert [s for _, s in r.cosine] == sorted((s for _, s in r.cosine), reverse=True)
+
+
+def test_nearest_words_match_a_direct_search(tiny_backbone):
+    method = create_method("coop", tiny_backbone, CLASSES, n_ctx=2)
+    vocab, texts = tiny_backbone.vocabulary()
+    ctx = method.prompt.ctx.detach().float()
+    dist = ((ctx[:, None, :] - vocab.float()[None]) ** 2).sum(-1).sqrt()  # [2, V]
+    rows = nearest_words(method, k=4)
+    for p, row in enumerate(rows):
+        expected = dist[p].argsort()[:4].tolist()
+        assert [t for t, _ in row.euclidean] == [texts[i] for i in expected]
+        assert [d for _, d in row.euclidean] == pytest.approx(dist[p, expected].tolist(), rel=1e-4)
+
+
+def test_class_specific_and_deep_text_prompts_are_read(tiny_backbone):
+    csc = nearest_words(create_method("coop", tiny_backbone, CLASSES, n_ctx=2, csc=True), k=1)
+    assert [(r.classname, r.position) for r in csc] == [(c, p) for c in CLASSES for p in range(2)]
+    maple = create_method("maple", tiny_backbone, CLASSES, depth=3)
+    assert {k: layer for k, (layer, _) in text_context_vectors(maple).items()} == {
+        "ctx": 0, "compound_prompts_text.0": 1, "compound_prompts_text.1": 2}
+    ivlp = create_method("ivlp", tiny_backbone, CLASSES, depth_text=2, depth_vision=2)
+    assert sorted(text_context_vectors(ivlp)) == ["ctx", "deep_text.0"]  # vision prompts are not words
+
+
+def test_methods_without_text_context_are_refused(tiny_backbone):
+    with pytest.raises(ValueError, match="no text context"):
+        nearest_words(create_method("vpt", tiny_backbone, CLASSES, depth_vision=2))
+
+
+# ------------------------------------------------------------------------------ original checkpoints
+def _dassl_checkpoint(path, state_dict):
+    """A checkpoint as Dassl's save_checkpoint writes it, with a warm-up scheduler object that pickles
+    its successor (module `dassl` exists only while saving, as in the original environment)."""
+    module = types.ModuleType("dassl.optim.lr_scheduler")
+
+    class ConstantWarmupScheduler:
+        pass
+
+    ConstantWarmupScheduler.__module__ = module.__name__
+    module.ConstantWarmupScheduler = ConstantWarmupScheduler
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.002)
+    sched = ConstantWarmupScheduler()
+    sched.successor = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=50)
+    sched.last_epoch = 3
+    names = ["dassl", "dassl.optim", "dassl.optim.lr_scheduler"]
+    sys.modules.update({n: module for n in names})
+    try:
+        torch.save({"state_dict": state_dict, "epoch": 50, "optimizer": optim.state_dict(),
+                    "scheduler": {k: v for k, v in sched.__dict__.items()}, "val_result": 71.5}, path)
+    finally:
+        for n in names:
+            sys.modules.pop(n)
+
+
+def test_original_coop_checkpoint_loads_exactly(tiny_backbone, tmp_path):
+    source = create_method("coop", tiny_backbone, CLASSES, n_ctx=4)
+    state = {"ctx": source.prompt.ctx.detach().half(), "token_prefix": torch.zeros(3, 1, 48),
+             "token_suffix": torch.zeros(3, 10, 48)}
+    _dassl_checkpoint(tmp_path / "model.pth.tar-50", state)
+    target = create_method("coop", tiny_backbone, CLASSES, n_ctx=4)
+    load_original_prompt(target, tmp_path / "model.pth.tar-50")
+    assert torch.equal(target.prompt.ctx, source.prompt.ctx.detach().half().float())
+
+
+def test_original_maple_whole_model_checkpoint_loads(tiny_backbone, tmp_path):
+    source = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    with torch.no_grad():  # trained prompts: away from their initialisation
+        for p in source.prompt.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    state = {f"prompt_learner.{k}": v.clone() for k, v in source.prompt.state_dict().items()}
+    state.update({"prompt_learner.token_prefix": torch.zeros(3, 1, 48), "image_encoder.conv1.weight": torch.ones(2),
+                  "logit_scale": torch.tensor(4.6)})
+    _dassl_checkpoint(tmp_path / "model-best.pth.tar", state)
+    target = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    load_original_prompt(target, tmp_path / "model-best.pth.tar")
+    for k, v in source.prompt.state_dict().items():
+        assert torch.equal(target.prompt.state_dict()[k], v), k
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+
+
+def test_original_checkpoint_of_another_shape_or_method_is_refused(tiny_backbone, tmp_path):
+    source = create_method("coop", tiny_backbone, CLASSES, n_ctx=16)
+    torch.save({"state_dict": {"ctx": source.prompt.ctx.detach()}}, tmp_path / "coop16.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"ctx: \(16, 48\) in the file, \(4, 48\) here.*n_ctx"):
+        load_original_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=4), tmp_path / "coop16.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"does not hold cocoop prompts.*missing \['meta_net"):
+        load_original_prompt(create_method("cocoop", tiny_backbone, CLASSES), tmp_path / "coop16.pth")
+
+
+def test_original_checkpoint_with_code_is_refused_without_running_it(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    import pickle
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(CheckpointMismatchError, match="without running code"):
+        load_original_prompt(None, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointMismatchError, match="No checkpoint"):
+        load_original_prompt(None, tmp_path / "missing.pth")
