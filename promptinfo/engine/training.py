@@ -146,7 +146,9 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
     optimizer = build_optimizer(method.prompt.parameters(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
-    f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
+    objective = Objective.from_config(cfg.loss)
+    objective.prepare(method)
+    f = Fit(objective, optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
             t.clip_grad_norm)
     fingerprint = config_fingerprint(cfg)
     state = FitState()
