@@ -121,8 +121,67 @@ def test_original_checkpoint_with_code_is_refused_without_running_it(tmp_path):
 
     import pickle
 
-    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"state_dict": Payload()}))
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
     with pytest.raises(CheckpointMismatchError, match="without running code"):
         load_original_prompt(None, tmp_path / "evil.pth")
     with pytest.raises(CheckpointMismatchError, match="No checkpoint"):
         load_original_prompt(None, tmp_path / "missing.pth")
+
+
+# ------------------------------------------------------------------------------ sharing prompts
+def _trained_prompt(backbone, folder, method="coop", **options):
+    from promptinfo.methods import save_prompt
+
+    m = create_method(method, backbone, CLASSES, dataset_templates=["a photo of a {}, a type of pet."], **options)
+    with torch.no_grad():
+        for p in m.prompt.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_prompt(m, folder / "prompt.safetensors", extra={"dataset": "oxford_pets", "protocol": "few_shot",
+                                                         "shots": 16, "seed": 1, "epochs": 200, "experiment": None})
+    return m
+
+
+def test_export_writes_a_prompt_with_results_and_a_card_that_loads_back(tiny_backbone, tmp_path):
+    import json
+
+    from promptinfo.methods import load_method, read_prompt_checkpoint
+    from promptinfo.report.card import export_prompt
+
+    run = tmp_path / "run"
+    original = _trained_prompt(tiny_backbone, run, n_ctx=3)
+    (run / "results.json").write_text(json.dumps({"status": "finished", "evaluations": {
+        "oxford_pets": {"dataset": "oxford_pets", "correct": 7, "total": 9, "accuracy": 77.78}}}))
+    exported = export_prompt(run, tmp_path / "shared")
+    _, meta = read_prompt_checkpoint(exported.prompt)
+    assert meta["results"] == {"oxford_pets": 77.78}
+    assert meta["templates"] == ["a photo of a {}, a type of pet."] and meta["config"]["n_ctx"] == 3
+    card = exported.card.read_text()
+    for text in ("# coop prompt for pi-tiny-vit-s", "oxford_pets", "| oxford_pets | 77.78 |", "cat, dog, bird",
+                 "promptinfo.load_method", "pretrained=None", "Transfers to other classes**: yes"):
+        assert text in card, text
+    loaded = load_method(exported.prompt, tiny_backbone)
+    assert loaded.classnames == CLASSES and loaded.dataset_templates == ["a photo of a {}, a type of pet."]
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), original.eval()(x), rtol=0, atol=0)
+    other = load_method(exported.prompt, tiny_backbone, classnames=["bus", "tulip"])  # transferable
+    assert other(x).shape == (2, 2)
+
+
+def test_loading_on_another_backbone_says_what_to_pass(tiny_backbone, tmp_path):
+    from tests.conftest import make_backbone
+    from promptinfo.methods import load_method
+
+    _trained_prompt(tiny_backbone, tmp_path, n_ctx=3)
+    with pytest.raises(CheckpointMismatchError, match=r"load it with torch.manual_seed\(0\); create_backbone\('pi-tiny-vit-s', pretrained=None\)"):
+        load_method(tmp_path / "prompt.safetensors", make_backbone("pi-tiny-vit-m"))
+    _trained_prompt(tiny_backbone, tmp_path / "csc", n_ctx=2, csc=True)
+    with pytest.raises(CheckpointMismatchError, match="class-specific prompts for 3 classes"):
+        load_method(tmp_path / "csc" / "prompt.safetensors", tiny_backbone, classnames=["bus", "tulip"])
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path):
+    from promptinfo.report.card import ExportError, export_prompt
+
+    with pytest.raises(ExportError, match="neither a run folder"):
+        export_prompt(tmp_path, tmp_path / "out")
