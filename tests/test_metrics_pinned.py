@@ -92,3 +92,45 @@ def test_spectra_below_the_rounding_noise_count_as_zero_for_small_orders():
     expected = math.log(np.sqrt(eig).sum()) / 0.5
     got = matrix_entropy(torch.from_numpy(y), alpha=0.5, path="samples").item()
     assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_defaults_are_von_neumann_entropies():
+    x, y = (torch.from_numpy(a) for a in _unequal_pair(seed=2))
+    expected = _direct(x.numpy(), y.numpy(), 1.0)
+    assert mir(x, y).item() == pytest.approx(expected["mir"], abs=1e-9)
+    assert hdr(x, y).item() == pytest.approx(expected["hdr"], abs=1e-9)
+    assert mutual_information(x, y).item() == pytest.approx(expected["mi"], abs=1e-9)
+    assert effective_rank(x).item() == pytest.approx(math.exp(expected["entropy_x"]), rel=1e-9)
+
+
+@pytest.mark.parametrize("path,sizes", [("samples", [14, 14, 14]), ("features", [9, 5, 45]), ("auto", [9, 5, 14])])
+def test_every_function_decomposes_the_matrices_its_path_names(path, sizes, monkeypatch):
+    """`path` picks the side whose matrix is decomposed (x: 14 x 9, y: 14 x 5, joint Khatri-Rao 45)."""
+    from promptinfo.metrics import _spectral
+
+    seen = []
+    entropy_of = _spectral.entropy_of
+    monkeypatch.setattr(_spectral, "entropy_of", lambda k, alpha: seen.append(k.shape[-1]) or entropy_of(k, alpha))
+    x, y = (torch.from_numpy(a) for a in _unequal_pair())
+    for fn in (information_summary, mutual_information, mir, hdr):
+        seen.clear()
+        fn(x, y, path=path)
+        assert seen == sizes, fn.__name__
+    for fn in (matrix_entropy, effective_rank):
+        seen.clear()
+        fn(x, path=path)
+        assert seen == sizes[:1], fn.__name__
+
+
+def test_errors_name_the_bad_argument():
+    x, y = (torch.from_numpy(a) for a in _unequal_pair())
+    y_bad = y.clone()
+    y_bad[3] = 0.0
+    with pytest.raises(ValueError, match=r"^y has zero or non-finite rows \(e\.g\. sample indices \[3\]\)"):
+        information_summary(x, y_bad)
+    with pytest.raises(ValueError, match=r"^x has zero or non-finite rows \(e\.g\. sample indices \[3\]\)"):
+        information_summary(y_bad, x)
+    with pytest.raises(ValueError, match=r"^x and y must be feature matrices \[\.\.\., n, dx\] and \[\.\.\., n, dy\]"):
+        mir(x, y[:5])
+    with pytest.raises(ValueError, match=r"^normalized matrix entropy divides by log n and needs n >= 2 samples"):
+        matrix_entropy(x[:1], normalized=True)
