@@ -185,3 +185,16 @@ def test_export_refuses_what_is_not_a_run(tmp_path):
 
     with pytest.raises(ExportError, match="neither a run folder"):
         export_prompt(tmp_path, tmp_path / "out")
+
+
+def test_words_table_lists_every_vector_and_every_rank(tiny_backbone):
+    from promptinfo.report.formats import to_markdown
+    from promptinfo.report.words import words_table
+
+    method = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    rows = nearest_words(method, k=3)
+    table = words_table(rows, "maple", k=2)
+    assert len(table.display) == len(rows) == 4  # ctx (2 tokens) + one deep text prompt (2 tokens)
+    assert len(table.data) == 4 * 3 and list(table.data["rank"][:3]) == [1, 2, 3]
+    markdown = to_markdown(table)
+    assert "| ctx | 0 | 0 |  | a (0.00)," in markdown and "compound_prompts_text.0 | 1 |" in markdown
