@@ -62,3 +62,17 @@ def test_train_module_then_eval_command(tmp_path, data):
     evaluated = json.loads((folder / "eval_oxford_pets_base.json").read_text())
     assert evaluated["evaluations"]["test"] == results["evaluations"]["base"]
     assert evaluated["trained_on"]["protocol"] == "base2novel"
+
+    # an explicit method that contradicts the checkpoint is refused, not ignored (exit 2, no traceback)
+    done = call(evaluate + ["method=maple"], tmp_path, data)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "CheckpointMismatchError" in output and "Traceback" not in output, output
+    assert "method=maple, but the checkpoint holds coop prompts" in output
+
+    # a damaged checkpoint is named, with the fix
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes((folder / "prompt.safetensors").read_bytes()[:100])
+    done = call(evaluate[:1] + [f"checkpoint={damaged}"] + evaluate[2:], tmp_path, data)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "DamagedFileError" in output and "Traceback" not in output, output
+    assert f"{damaged} is damaged" in output

@@ -9,7 +9,10 @@ Examples::
 
 from __future__ import annotations
 
+import functools
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
@@ -18,7 +21,8 @@ from promptinfo.engine import evaluate_checkpoint
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
 def _evaluate(cfg: DictConfig) -> None:
-    run_command(evaluate_checkpoint, cfg)
+    overrides = list(HydraConfig.get().overrides.task)  # explicit choices, told apart from the config's defaults
+    run_command(functools.partial(evaluate_checkpoint, overrides=overrides), cfg)
 
 
 def main() -> None:

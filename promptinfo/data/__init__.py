@@ -13,10 +13,10 @@ Typical use::
 from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks)
 from promptinfo.data.errors import CorruptImageError, DataNotFoundError, DownloadError, SplitFileError
 from promptinfo.data.feature_cache import CachedFeatures, FeatureCache
-from promptinfo.data.image_dataset import ImageDataset, collate_skipping, load_rgb
+from promptinfo.data.image_dataset import ImageDataset, collate_skipping, find_unreadable, load_rgb
 from promptinfo.data.items import DatasetSplits, Item
 from promptinfo.data.loading import BenchmarkData, load_benchmark
-from promptinfo.data.protocol import draw_few_shot, few_shot_subset, subsample_classes
+from promptinfo.data.protocol import draw_few_shot, effective_shots, few_shot_subset, subsample_classes
 from promptinfo.data.registry import (
     Benchmark,
     RemoteFile,
@@ -50,7 +50,9 @@ __all__ = [
     "class_prompts",
     "collate_skipping",
     "draw_few_shot",
+    "effective_shots",
     "few_shot_subset",
+    "find_unreadable",
     "get_benchmark",
     "list_datasets",
     "load_benchmark",

@@ -28,6 +28,7 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from promptinfo.errors import ConfigError
+from promptinfo.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -497,8 +498,7 @@ def _is_complete(target: Path, expected: Mapping) -> bool:
     meta = target / META_FILE
     if not meta.is_file():
         return False
-    with open(meta) as f:
-        return json.load(f) == expected
+    return read_json(meta, fix=f"Delete the folder {target} to generate it again.") == expected
 
 
 def _write_tree(folder: Path, spec: ProceduralSpec) -> None:

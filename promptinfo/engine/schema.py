@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union  # OmegaConf's structured configs read these forms
 
-PROTOCOLS = ("few_shot", "base2novel", "cross_dataset", "domain_generalization", "zeroshot")
+UNLABELLED_PROTOCOLS = ("semi_supervised", "unsupervised", "transductive_zero_shot")
+"""Protocols that train on unlabelled images as well (pseudo-labelled by the `pseudo` strategy)."""
+PROTOCOLS = ("few_shot", "base2novel", "cross_dataset", "domain_generalization", "zeroshot", *UNLABELLED_PROTOCOLS)
 SUBSAMPLES = ("all", "base", "novel")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
@@ -95,21 +97,46 @@ class SCLLossConfig:
 
 
 @dataclass
+class UnlabelledLossConfig(InfoLossConfig):
+    """The information terms on pseudo-labelled unlabelled images, between their features and the text
+    features of their pseudo-labels (protocols with unlabelled images only), each with its own weight.
+
+    Attributes:
+        cma_weight: weight of the CMA loss on the groups of images sharing a pseudo-label.
+    """
+
+    cma_weight: float = 0.0
+
+
+@dataclass
 class LossConfig:
-    """Cross-entropy plus the configured information terms and regularizer plug-ins (the method adds its own terms)."""
+    """Cross-entropy plus the configured information terms and regularizer plug-ins (the method adds its own terms).
+
+    Attributes:
+        unlabelled: the information terms on unlabelled images (their pseudo-label cross-entropy is
+            weighted by `pseudo.weight`).
+        kg, scl: KgCoOp's and PromptSRC's regularizers as plug-ins for any method.
+    """
 
     cma: CMAConfig = field(default_factory=CMAConfig)
     info: InfoLossConfig = field(default_factory=InfoLossConfig)
+    unlabelled: UnlabelledLossConfig = field(default_factory=UnlabelledLossConfig)
     kg: KgLossConfig = field(default_factory=KgLossConfig)
     scl: SCLLossConfig = field(default_factory=SCLLossConfig)
 
 
 @dataclass
 class DatasetConfig:
-    """A registered benchmark and the folder that holds it (`<root>/<benchmark folder>`)."""
+    """A registered benchmark and the folder that holds it (`<root>/<benchmark folder>`).
+
+    Attributes:
+        skip_corrupt: leave out the images that cannot be decoded (listed in train.log and results.json as
+            `skipped_images`) instead of stopping. Every image a run reads is checked before training starts.
+    """
 
     name: str = "oxford_pets"
     root: str = "data"
+    skip_corrupt: bool = False
 
 
 @dataclass
@@ -117,8 +144,11 @@ class ProtocolConfig:
     """How a run trains and evaluates (Zhou et al., CoOp / CoCoOp protocols).
 
     Attributes:
-        name: few_shot, base2novel, cross_dataset, domain_generalization or zeroshot.
-        shots: training images per class; -1 uses every training image.
+        name: few_shot, base2novel, cross_dataset, domain_generalization, zeroshot, or one with unlabelled
+            images: semi_supervised (k labelled shots per class, the rest of the train split unlabelled),
+            unsupervised (every train image unlabelled) or transductive_zero_shot (k shots of the base
+            classes, the novel classes' train images unlabelled; evaluated on base and novel).
+        shots: (labelled) training images per class; -1 uses every training image.
         subsample: classes used by few_shot and zeroshot runs (all, base, novel); base2novel always
             trains on base and evaluates base and novel.
         targets: datasets evaluated after training on `dataset` (cross_dataset, domain_generalization).
@@ -135,7 +165,8 @@ class TrainerConfig:
     """The one training loop's settings (defaults: the CoOp recipe).
 
     Attributes:
-        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots`.
+        epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots` (an
+            unsupervised run, without labelled shots, takes the schedule of the most shots).
         epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs).
         batch_size: images per optimiser step, split into `grad_accum` micro-batches.
         lr: peak learning rate; the cosine schedule decays it per epoch after the warm-up.
@@ -201,6 +232,8 @@ class TrainConfig:
 
     Attributes:
         method: `{name: <registry key>, <option>: <value>, ...}`, typed per method at validation.
+        pseudo: `{name: <strategy>, <option>: <value>, ...}`, the pseudo-labelling strategy of protocols with
+            unlabelled images, typed per strategy (`promptinfo.pseudo`; default fixmatch).
         seed: seeds prompts, few-shot sampling, data order and augmentation.
         experiment_name: name of the experiment preset (recorded in results as `experiment`; part of the run
             folder). Presets set it; `experiment_name=...` names an ad-hoc variant.
@@ -215,6 +248,7 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = None
+    pseudo: Any = None
     loss: LossConfig = field(default_factory=LossConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)

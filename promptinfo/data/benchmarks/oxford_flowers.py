@@ -3,6 +3,7 @@
 from collections import defaultdict
 from pathlib import Path
 
+from promptinfo.data.errors import prepare_command
 from promptinfo.io import read_json
 from promptinfo.data.items import DatasetSplits
 from promptinfo.data.matlab import load_mat
@@ -18,7 +19,8 @@ def read_split(folder: Path) -> DatasetSplits:
     by_label: dict[int, list[str]] = defaultdict(list)
     for i, label in enumerate(load_mat(folder / "imagelabels.mat")["labels"]):
         by_label[int(label)].append(str(folder / "jpg" / f"image_{i + 1:05d}.jpg"))
-    names = read_json(folder / "cat_to_name.json")
+    fetch = f"Fetch it again with `{prepare_command('oxford_flowers', str(folder.parent))}`."
+    names = read_json(folder / "cat_to_name.json", fix=fetch)
     groups = [(label - 1, names[str(label)], paths) for label, paths in by_label.items()]
     return DatasetSplits(*split_per_class(groups), source="rebuilt")
 
