@@ -37,7 +37,7 @@ from torch import nn
 
 from promptinfo.data import procedural
 from promptinfo.errors import ConfigError, DamagedFileError
-from promptinfo.io import atomic_path, read_safetensors, set_aside
+from promptinfo.io import atomic_path, read_safetensors, remove_leftover_temps, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -476,6 +476,8 @@ def ensure_demo_backbone(
                 return path
             logger.warning("The cached demo weights %s are damaged; set them aside as %s and pretraining again",
                            path, set_aside(path).name)
+        for target in (path, path.with_suffix(".json")):  # leftovers of a pretraining that was killed
+            remove_leftover_temps(target)
         logger.info("Pretraining the demo CLIP %s (first use; cached at %s)", recipe.model, path)
         model, report = pretrain_demo_clip(recipe, num_threads=num_threads, workers=workers)
         save_demo_checkpoint(model, report, path)

@@ -136,8 +136,8 @@ def _warn_short_classes(data: BenchmarkData, shots: int) -> None:
 
 def _load_or_draw(data: BenchmarkData, shots: int, seed: int, path: Path, repeat: bool):
     fingerprint = split_fingerprint(data.train, data.val, root=data.image_root)
-    with contextlib.suppress(DamagedFileError):  # checked again, and set aside, under the lock
-        stored = _read_index(path, data, shots, seed, fingerprint, repeat)
+    with contextlib.suppress(DamagedFileError):  # checked again, set aside and warned about under the lock
+        stored = _read_index(path, data, shots, seed, fingerprint, repeat, quiet=True)
         if stored is not None:
             return stored
     meta = {"format": INDEX_FORMAT, "benchmark": data.key, "shots": shots, "seed": seed, "repeat": repeat,
@@ -169,8 +169,10 @@ def _read_index_or_set_aside(path: Path, data: BenchmarkData, *args):
         return None
 
 
-def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool):
-    """The stored (train, val) draw; None when absent or drawn with other settings.
+def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool,
+                quiet: bool = False):
+    """The stored (train, val) draw; None when absent or drawn with other settings (a warning, or a debug line
+    when ``quiet``: the first, lock-free read, which the read under the lock repeats).
 
     Raises:
         DamagedFileError: the file is not JSON or lacks well-formed item rows.
@@ -183,7 +185,8 @@ def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerpr
     wanted = {"format": INDEX_FORMAT, "shots": shots, "seed": seed, "repeat": repeat, "source_fingerprint": fingerprint}
     stale = {k: index.get(k) for k, v in wanted.items() if index.get(k) != v}
     if stale:
-        logger.warning("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
+        log = logger.debug if quiet else logger.warning
+        log("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
         return None
     train = _index_items(index.get("train"), data.image_root, path)
     return train, data.test if data.val_is_test else _index_items(index.get("val"), data.image_root, path)

@@ -15,6 +15,8 @@ from promptinfo.methods.base import PromptMethod
 from promptinfo.methods.registry import create_method
 
 _META_KEY = "promptinfo"
+_META_FIELDS = ("method", "config", "backbone", "weights", "classnames", "class_specific")
+"""What `prompt_metadata` writes and loading needs."""
 
 
 def prompt_metadata(method: PromptMethod) -> dict:
@@ -46,7 +48,7 @@ def read_prompt_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
         CheckpointMismatchError: a safetensors file that is not a promptinfo prompt checkpoint.
     """
     if not os.path.isfile(path):
-        raise CheckpointMismatchError(f"No prompt checkpoint at {path}; pass the path of a prompt.safetensors file.")
+        raise FileNotFoundError(f"No prompt checkpoint at {path}.")
     fix = "Copy it again from where it was trained, or retrain that run (overwrite=true) to write it afresh."
     tensors, metadata = read_safetensors(path, fix)
     if _META_KEY not in metadata:
@@ -59,10 +61,6 @@ def read_prompt_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
     if missing:
         raise DamagedFileError(path, f"its metadata lacks {missing}", fix)
     return tensors, meta
-
-
-_META_FIELDS = ("method", "config", "backbone", "weights", "classnames", "class_specific")
-"""What `prompt_metadata` writes and loading needs."""
 
 
 def load_prompt(method: PromptMethod, path: str | os.PathLike) -> dict:
