@@ -164,6 +164,11 @@ class Backbone(nn.Module):
         """Word embeddings `[n, L, text_width]` of token ids (no positional embedding)."""
         return self._text.token_embedding(tokens).to(self.dtype)
 
+    def vocabulary(self) -> tuple[torch.Tensor, list[str]]:
+        """Every token's word embedding `[vocab, text_width]` and its text, by token id (to read prompts as words)."""
+        weight = self._text.token_embedding.weight.detach()
+        return weight, [token_text(self.tokenizer, i) for i in range(weight.shape[0])]
+
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
         """Index of the token whose feature is pooled (end-of-text), per sequence."""
         if self._text.pool_type == "eos":
@@ -361,6 +366,14 @@ def _text_tower(model: nn.Module, name: str) -> SimpleNamespace:
         "model) whose token embeddings prompt methods cannot reach. Choose an open_clip model with a native "
         "text transformer."
     )
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """The text of one token id: open_clip's BPE tokenizer or a Hugging Face tokenizer."""
+    decode = getattr(getattr(tokenizer, "tokenizer", None), "decode", None) or getattr(tokenizer, "decode", None)
+    if decode is None:
+        return f"<{token_id}>"
+    return decode([token_id]).strip()
 
 
 def common_prefix_length(tokens: torch.Tensor) -> int:

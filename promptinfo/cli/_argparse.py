@@ -21,12 +21,12 @@ def run_command(
     argv: list[str] | None,
     body: Callable[[argparse.Namespace, list[str]], int],
 ) -> int:
-    """Parse `argv`, check `--format`, run `body(args, formats)`; a PromptInfoError prints and returns 2."""
+    """Parse `argv`, check `--format` (where the command has one), run `body(args, formats)`; a PromptInfoError prints and returns 2."""
     args = parser.parse_args(argv)
     from promptinfo.report.formats import parse_formats
 
     try:
-        formats = parse_formats(args.format)
+        formats = parse_formats(args.format) if hasattr(args, "format") else []
     except ValueError as err:
         parser.error(str(err))
     with console_logging():

@@ -213,7 +213,9 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, checkpoint, callbacks, writer)
     optimizer = build_optimizer(method.prompt.parameters(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
-    f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
+    objective = Objective.from_config(cfg.loss)
+    objective.prepare(method)
+    f = Fit(objective, optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
             t.clip_grad_norm, build_semi_step(cfg, method, plan, rt) if plan.unlabelled is not None else None)
     fingerprint = config_fingerprint(cfg)
     state = FitState()

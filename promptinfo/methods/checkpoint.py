@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from promptinfo.errors import CheckpointMismatchError, DamagedFileError
 from promptinfo.io import atomic_path, read_safetensors
 from promptinfo.methods.base import PromptMethod
+from promptinfo.methods.registry import create_method
 
 _META_KEY = "promptinfo"
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def prompt_metadata(method: PromptMethod) -> dict:
         "weights_digest": method.backbone.weights_digest,
         "classnames": list(method.classnames),
         "class_specific": method.class_specific,
+        "templates": method.dataset_templates,
     }
 
 
@@ -83,6 +85,24 @@ def load_prompt(method: PromptMethod, path: str | os.PathLike) -> dict:
     return meta
 
 
+def load_method(path: str | os.PathLike, backbone, classnames=None) -> PromptMethod:
+    """A method rebuilt from a prompt file: its method, options, class names and templates, with its prompts.
+
+    Args:
+        path: a `prompt.safetensors` (a run's, or one written by `promptinfo-export`).
+        backbone: the backbone it was trained on (the metadata names it: `read_prompt_checkpoint(path)[1]`).
+        classnames: other classes for a transferable prompt (not class-specific); None: the file's classes.
+
+    Raises:
+        CheckpointMismatchError: another backbone, or new classes for class-specific prompts.
+    """
+    meta = read_prompt_checkpoint(path)[1]
+    names = meta["classnames"] if classnames is None else list(classnames)
+    method = create_method(meta["method"], backbone, names, dataset_templates=meta.get("templates"), **meta["config"])
+    load_prompt(method, path)
+    return method.eval()
+
+
 def _check(meta: dict, method: PromptMethod, path) -> None:
     if meta["method"] != method.registry_name:
         raise CheckpointMismatchError(f"{path} holds {meta['method']} prompts, not {method.registry_name}.")
@@ -91,7 +111,7 @@ def _check(meta: dict, method: PromptMethod, path) -> None:
         raise CheckpointMismatchError(
             f"{path} was trained on backbone {meta['backbone']} (weights {meta['weights']}); this method runs "
             f"on {method.backbone.name} (weights {method.backbone.weights_id}). Prompts do not transfer "
-            "between backbones: load it with the backbone it was trained on."
+            f"between backbones: load it with {_backbone_call(meta)}."
         )
     saved_digest = meta.get("weights_digest", meta["weights"])
     if saved_digest != method.backbone.weights_digest:
@@ -104,3 +124,14 @@ def _check(meta: dict, method: PromptMethod, path) -> None:
             f"({meta['classnames'][:3]}...), which cannot be used for the {len(method.classnames)} classes "
             f"here ({list(method.classnames)[:3]}...)."
         )
+
+
+def _backbone_call(meta: dict) -> str:
+    """How to build a checkpoint's backbone (the weights file itself, when it was loaded from one)."""
+    weights = meta["weights"]
+    if weights == "random":
+        return f"torch.manual_seed(0); create_backbone({meta['backbone']!r}, pretrained=None) (the engine's random weights)"
+    if weights.startswith("file-"):
+        return (f"create_backbone({meta['backbone']!r}, pretrained='/path/to/weights') with the weights file it was "
+                f"trained on (fingerprint {weights})")
+    return f"create_backbone({meta['backbone']!r}, pretrained={weights!r})"
