@@ -40,6 +40,11 @@ def registered_weights() -> list[tuple[str, str]]:
     return [(model, entry.tag) for entry in _TAGS.values() for model in entry.models]
 
 
+def registered_tags() -> list[str]:
+    """Every registered weights tag, sorted."""
+    return sorted(_TAGS)
+
+
 def resolve_weights(name: str, tag: str | None, cache_dir: str | None) -> str | None:
     """The weights file of a registered `(name, tag)` pair, or None when no resolver serves it."""
     entry = _TAGS.get(tag) if tag is not None else None

@@ -44,14 +44,15 @@ def feature_key(backbone, precision: str, dataset: str, split: str) -> dict[str,
     """The caller's part of the key of a backbone's L2-normalised image features of a dataset split.
 
     Args:
-        backbone: anything with the ``name`` and ``weights_id`` of a ``promptinfo.Backbone``.
+        backbone: anything with the ``name`` and ``weights_digest`` (content identity of the weights)
+            of a ``promptinfo.Backbone``.
         precision: name of the precision the features were encoded in (``fp32``, ``bf16``, ...).
         dataset: the benchmark's registry key; the items' fingerprint (added by the cache) tells a
             subset, a few-shot draw or a base/novel half of it apart, so every run reading the same
             images shares one entry.
         split: ``test``, ``val``, ``train`` or ``train-augmented``.
     """
-    return {"backbone": backbone.name, "weights": backbone.weights_id, "precision": precision,
+    return {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
             "features": "normalized", "dataset": dataset, "split": split}
 
 

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+import promptinfo.demo.weights  # noqa: F401  (registers the demo models' `procedural` weights tag)
 from promptinfo.backbones import Backbone, create_backbone
 from promptinfo.engine.data import FeatureStore, Loading
 from promptinfo.engine.device import resolve_device, resolve_precision, seed_everything, set_determinism
