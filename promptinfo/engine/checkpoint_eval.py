@@ -36,7 +36,7 @@ def evaluate_checkpoint(cfg) -> dict:
     cfg = validate_eval_config(cfg)
     meta = read_prompt_checkpoint(cfg.checkpoint)[1] if cfg.checkpoint else None
     name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
-    backbone = build_backbone(_model_config(cfg, meta))
+    backbone = build_backbone(model_config(cfg, meta))
     rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
     classnames = meta["classnames"] if meta else None
@@ -46,7 +46,7 @@ def evaluate_checkpoint(cfg) -> dict:
         logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)
     attach_feature_store(rt, method, cfg.feature_cache)
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
-                      seed=mix_seed(cfg.seed, 5))
+                      seed=info_seed(cfg.seed))
     results = {
         "status": "finished", "checkpoint": cfg.checkpoint, "method": name, "dataset": cfg.dataset.name,
         "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
@@ -60,6 +60,11 @@ def evaluate_checkpoint(cfg) -> dict:
     return results
 
 
+def info_seed(seed: int) -> int:
+    """Seed of the test images on which an evaluation's information metrics are computed."""
+    return mix_seed(seed, 5)
+
+
 def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
     """Where the results JSON goes: `output`, else beside the checkpoint, else under `runs_root/eval/`."""
     if cfg.output:
@@ -70,7 +75,7 @@ def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
     return Path(cfg.runs_root) / "eval" / backbone / method / stem
 
 
-def _model_config(cfg: DictConfig, meta: dict | None):
+def model_config(cfg: DictConfig, meta: dict | None):
     """The backbone to rebuild: the checkpoint's architecture and weights, or the config's."""
     model = cfg.model.copy()
     if meta is None:
