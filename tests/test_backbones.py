@@ -23,16 +23,19 @@ def test_weights_frozen_and_eval(any_backbone):
 
 def test_full_text_pass_equals_open_clip_exactly(any_backbone):
     tokens = any_backbone.tokenize(TEXTS)
-    truncate = any_backbone.truncate_text
-    any_backbone.truncate_text = False
+    truncate, shared = any_backbone.truncate_text, any_backbone.shared_prefix
+    any_backbone.truncate_text = any_backbone.shared_prefix = False
     try:
         with torch.no_grad():  # inference: open_clip's own batch-first layout
             assert torch.equal(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens))
         # training passes run sequence-first: the same numbers up to float rounding
         torch.testing.assert_close(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens),
                                    atol=1e-5, rtol=0)
+        any_backbone.shared_prefix = shared  # the start token, common to all, once
+        torch.testing.assert_close(any_backbone.encode_text(tokens), any_backbone.model.encode_text(tokens),
+                                   atol=1e-5, rtol=0)
     finally:
-        any_backbone.truncate_text = truncate
+        any_backbone.truncate_text, any_backbone.shared_prefix = truncate, shared
 
 
 def test_truncated_text_pass_matches_full_pass(any_backbone):
@@ -114,13 +117,15 @@ def test_vision_prompts_appended_and_replaced(tiny_backbone, grad):
 
 
 def test_training_passes_run_sequence_first_with_the_same_gradients(tiny_backbone):
-    """Training passes run the blocks on [L, batch, width] (faster backward on the CPU); the gradients equal
-    those of open_clip's batch-first layout, and the blocks are batch-first again afterwards."""
+    """Training passes run the blocks on [L, batch, width] (faster backward on the CPU) without changing any
+    open_clip module (no `batch_first` flip: other threads may use them); the gradients equal those of
+    open_clip's batch-first layout."""
     images = torch.randn(3, 3, 32, 32)
     w = tiny_backbone.vision_width
-    attns = [b.attn for b in tiny_backbone.model.visual.transformer.resblocks]
+    blocks = tiny_backbone.model.visual.transformer.resblocks
     seen = []
-    hook = attns[0].register_forward_pre_hook(lambda module, args: seen.append((module.batch_first, args[0].shape)))
+    hook = blocks[0].ln_1.register_forward_pre_hook(
+        lambda module, args: seen.append((blocks[0].attn.batch_first, tuple(args[0].shape))))
 
     def grads(layout: str) -> list[torch.Tensor]:
         prompts = torch.randn(2, w, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
@@ -139,13 +144,12 @@ def test_training_passes_run_sequence_first_with_the_same_gradients(tiny_backbon
 
     try:
         ours = grads("ours")
-        assert seen[0] == (False, (1 + tiny_backbone.grid_size[0] * tiny_backbone.grid_size[1] + 2, 3, w))
-        assert all(a.batch_first for a in attns)
+        assert seen[0] == (True, (1 + tiny_backbone.grid_size[0] * tiny_backbone.grid_size[1] + 2, 3, w))
         for a, b in zip(ours, grads("batch-first")):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
         with torch.no_grad():
             tiny_backbone.encode_image(images, prompts=torch.zeros(2, w))
-        assert seen[-1][0] is True  # inference keeps open_clip's layout
+        assert seen[-1][1][0] == 3  # inference keeps open_clip's batch-first layout
     finally:
         hook.remove()
 

@@ -174,7 +174,7 @@ def test_maple_depth_one_uses_input_prompts_only(vit_backbone):
         try:
             method(images)
         finally:
-            _remove(blocks)
+            _remove(blocks, vit_backbone)
         for tower, n_layers in (("text", vit_backbone.text_layers), ("vision", vit_backbone.vision_layers)):
             calls = record[tower]
             assert len(calls) == n_layers
@@ -199,7 +199,7 @@ def test_maple_deeper_prompts_replace_exactly_their_layers(vit_backbone):
         try:
             method(images)
         finally:
-            _remove(blocks)
+            _remove(blocks, vit_backbone)
     slots = {"text": slice(1, 1 + n), "vision": slice(-n, None)}
     prompts = {"text": deep_text, "vision": deep_vision}
     for tower, calls in record.items():
@@ -241,7 +241,10 @@ def test_maple_image_features_depend_on_the_prompts(tiny_backbone):
 
 # --------------------------------------------------------------------------- hooks on the backbone blocks
 def _record_block_inputs(backbone):
-    """Forward pre-hooks keeping (input, kwargs, block) of every text and vision block call."""
+    """Forward pre-hooks keeping (input, kwargs, block) of every text and vision block call; the text
+    pass runs whole (without the shared-prefix lever, whose equality to it `test_shared_prefix` checks)
+    until `_remove`."""
+    backbone.shared_prefix = False
     record = {"text": [], "vision": []}
     handles = []
     towers = {"text": backbone.model.transformer, "vision": backbone.model.visual.transformer}
@@ -253,9 +256,10 @@ def _record_block_inputs(backbone):
     return handles, record
 
 
-def _remove(handles):
+def _remove(handles, backbone):
     for h in handles:
         h.remove()
+    backbone.shared_prefix = backbone.shared_prefix_exact
 
 
 def _rerun(call):

@@ -208,7 +208,8 @@ def test_ivlp_depth_one_is_shallow_prompting(tiny_backbone):
     assert len(method.prompt.deep_text) == 0 and len(method.prompt.deep_vision) == 0
     images = _images(tiny_backbone)
     with torch.no_grad():
-        text = normalize(tiny_backbone.encode_text_embeddings(method._assemble(method.prompt.ctx), method.tokens))
+        prompts, shared = method._assemble(method.prompt.ctx), method.shared_positions()
+        text = normalize(tiny_backbone.encode_text_embeddings(prompts, method.tokens, shared=shared))
         image = normalize(tiny_backbone.encode_image(images, method.prompt.vision_ctx))
         out = method.forward_output(images)
     assert torch.equal(out.text_features, text) and torch.equal(out.image_features, image)

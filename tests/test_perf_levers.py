@@ -206,13 +206,40 @@ def test_bench_tool_runs_and_reports_ratios(tmp_path, monkeypatch):
         "--sections", "train", "eval", "levers", "--json", str(tmp_path / "bench.json"),
     ])
     rows = {r["name"]: r for r in bench.run(args)["rows"]}
-    assert set(rows) == {"coop train epoch", "coop train, all epochs incl. cache fill", "maple train step",
-                         "cocoop train step", "zeroshot eval", "coop eval", "cocoop eval", "maple eval",
+    ladder = {f"{m} train step: {v}" for m in ("coop", "cocoop") for v in bench.VARIANTS} | {
+        "maple train step: ours, no shared prefix", "maple train step: ours"}
+    assert set(rows) == {"coop train epoch", "coop train, all epochs incl. cache fill", *ladder,
+                         "zeroshot eval", "coop eval", "cocoop eval", "maple eval",
                          "lever: text truncation (coop text fwd+bwd)", "lever: text length buckets (coop text fwd+bwd)",
-                         "lever: cocoop one pass for many images", "lever: channels-last (image encoder fwd)"}
+                         "lever: shared prefix (coop text fwd+bwd)", "lever: cocoop one pass for many images",
+                         "lever: shared prefix (cocoop text fwd+bwd)", "lever: channels-last (image encoder fwd)"}
     for row in rows.values():
         assert row["ratio"] == pytest.approx(row["straightforward"] / row["ours"])
         assert (row["met"] is None) == (row["target"] is None)
+    for name in ladder:  # the original code's formulation gives our logits; cached views alone resample augmentations
+        assert rows[name]["measured"]["max_logit_difference"] < 1e-4
+        assert rows[name]["changes_augmentations"] == ("cached views" in name) and rows[name]["exact"] != ("cached" in name)
+    assert rows["coop train step: ours"]["settings"]["text_tokens"]["original"] == 77
     assert rows["coop train epoch"]["settings"]["steps_per_epoch"] == 3
     assert rows["coop train epoch"]["measured"]["max_logit_difference"] < 1e-4
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_bench_extrapolates_the_original_memory_along_a_line(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench", bench)
+    spec.loader.exec_module(bench)
+    seen = []
+
+    def measured(spec, variant, args, device):
+        seen.append((spec["classes"], variant))
+        return {"peak_bytes": 1000 + 10 * spec["classes"], "step_s": 0.5 + 0.01 * spec["classes"], "how": "test"}
+
+    monkeypatch.setattr(bench, "_memory_of", measured)
+    args = bench.parse_args(["--memory-fit-classes", "100", "200", "--device", "cpu"])
+    spec = {"method": "coop", "classes": 1000}
+    out = bench._original_memory(spec, args, torch.device("cpu"))
+    assert seen == [(100, "original"), (200, "original")]
+    assert out["peak_bytes"] == pytest.approx(11000) and out["step_s"] == pytest.approx(10.5)
+    assert bench._original_memory({**spec, "classes": 150}, args, torch.device("cpu"))["peak_bytes"] == 2500

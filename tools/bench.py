@@ -1,17 +1,21 @@
-"""Time promptinfo against the straightforward formulation of prompt learning, on the same machine in one run.
+"""Time promptinfo against the original prompt-learning code's formulation, on the same machine in one run.
 
-Straightforward: what the original CoOp / CoCoOp / MaPLe code does per step. The text tower runs on
-all 77 tokens; the image encoder runs on decoded images at every step (no feature cache); CoCoOp runs
-one text pass per image; evaluation re-encodes every test image and recomputes the text features
-per batch (zero-shot: once).
-Ours: promptinfo's path with every lever on. The text tower stops at the longest end-of-text token;
-frozen-image methods read cached features (test images, and augmented views for training); CoCoOp
-encodes the prompts of many images in one pass; convolution weights are channels-last; on CUDA the
-passes run under bf16 autocast (`--compile` adds torch.compile).
+Original: `tools/original_formulation.py` re-creates the original CoOp / CoCoOp / MaPLe forward pass and
+training step (the text tower sequence-first over all 77 tokens, the image encoder on decoded images at
+every step, CoCoOp one text pass per image). The training rows compare against it; the evaluation rows
+and the single-lever rows against our own code with the levers off ("straightforward": 77-token text,
+no shared prefix, CoCoOp one image at a time, images re-encoded per evaluation, text per batch).
+Ours: promptinfo's path with every lever on. The text tower stops at the longest end-of-text token, runs
+prompts of similar length together, and runs the positions every class prompt shares (start token, shared
+context) once; frozen-image methods read cached features (test images, and augmented views for training);
+CoCoOp encodes the prompts of many images in one pass; convolution weights are channels-last; on CUDA the
+passes run under bf16 autocast (`--compile` adds torch.compile). Per method, the training-step rows add the
+levers one by one (`VARIANTS`): all are exact except cached views, which draw each image's augmentations
+once before training instead of at every step.
 
-Both formulations get their own copy of the same random weights, run through the engine's own
-training step (`engine.loop.train_epoch`) and evaluation functions, alternate step by step, and are
-checked to give the same logits first. Each of `--repeats` rounds (after `--warmup` untimed ones) runs
+Both formulations get their own copy of the same random weights; ours runs through the engine's own
+training step (`engine.loop.train_epoch`) and evaluation functions, the original through its own loop.
+They alternate step by step and are checked to give the same logits first. Each of `--repeats` rounds (after `--warmup` untimed ones) runs
 every variant once and yields one estimate of every quantity; the table shows medians over rounds, and
 each ratio is the median of the per-round ratios (both sides of a round ran back to back, so load
 from other processes on a shared machine largely cancels in it). Long quantities
@@ -21,9 +25,11 @@ scaled linearly; every row of the JSON keeps the measured times and the scale fa
 Peak memory: on CUDA, `max_memory_allocated` during one training step above what was allocated before
 it. On the CPU, each configuration runs one step in a fresh process with glibc's mmap threshold fixed
 at 64 KiB (freed tensors go back to the system, so the resident size follows live memory); the peak
-is VmHWM (reset just before the step) minus VmRSS before the step.
+is VmHWM (reset just before the step) minus VmRSS before the step. The original formulation's step at
+1,000 classes on ViT-B/16 needs ~20 GiB: on the CPU it is the straight line through its steps at
+`--memory-fit-classes` (memory and time of its text pass grow linearly with the classes).
 
-    python tools/bench.py                        # ViT-B-16-sized random weights, ~10-15 min on 2 CPU cores
+    python tools/bench.py                        # ViT-B-16-sized random weights, ~20 min on 2 idle CPU cores
     python tools/bench.py --quick                # tiny model, under a minute
     python tools/bench.py --threads 1 ...        # a CPU shared with other jobs: steadier numbers
     python tools/bench.py --device cuda --json tools/results/bench-gpu.json
@@ -32,6 +38,7 @@ is VmHWM (reset just before the step) minus VmRSS before the step.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import itertools
 import json
@@ -74,16 +81,28 @@ from promptinfo.io import write_json
 from promptinfo.methods import create_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from original_formulation import OriginalPromptModel, original_step, sequence_first  # noqa: E402
+
 TEMPLATES = ["a photo of a {}."]
 PUBLISHED = {"zeroshot": {"templates": TEMPLATES}, "coop": {"n_ctx": 16}, "cocoop": {}, "maple": {}}
 """Each method's published options (CoOp: 16 random context vectors, class name at the end)."""
 TARGETS = {  # row name -> (kind, bound): speed-ups at least `bound`, memory fractions at most `bound`
     "coop train epoch": ("speedup", 5.0),
     "coop eval": ("speedup", 50.0),
-    "maple train step": ("speedup", 3.0),
-    "cocoop train step": ("speedup", 3.0),
-    "coop step memory (memory classes)": ("fraction", 0.5),
+    "coop train step: ours, cached views": ("speedup", 15.0),
+    "maple train step: ours": ("speedup", 5.0),
+    "cocoop train step: ours": ("speedup", 10.0),
+    "coop step memory (memory classes): ours": ("fraction", 0.25),
 }
+VARIANTS = {  # ladder variant -> (exact, changes the sampled augmentations)
+    "ours, no shared prefix": (True, False),
+    "ours": (True, False),
+    "ours, cached views, no shared prefix": (False, True),
+    "ours, cached views": (False, True),
+}
+"""Every variant gives the original's numbers to float32 rounding for the same inputs; training on cached
+views (`trainer.train_views`) draws each image's augmentations once, before training, instead of at every step."""
 MIB = 2**20
 
 
@@ -95,6 +114,15 @@ class Side:
     straightforward: bool
     backbone: Backbone
     rt: Runtime
+    _original_clip: torch.nn.Module | None = None
+
+    def original(self, name: str, classnames: list[str]) -> OriginalPromptModel:
+        """The original code's model over this side's method (77-token buffers) and a sequence-first copy
+        of this side's weights, made once."""
+        if self._original_clip is None:
+            self._original_clip = copy.deepcopy(self.backbone.model)
+            sequence_first(self._original_clip)
+        return OriginalPromptModel(self.method(name, classnames), self._original_clip)
 
     def method(self, name: str, classnames: list[str]):
         options = dict(PUBLISHED[name])
@@ -107,7 +135,8 @@ class Side:
 
 
 def make_side(straightforward: bool, model: str, args) -> Side:
-    """The straightforward side (levers off) or ours (promptinfo's defaults plus `--compile`)."""
+    """The straightforward side (our code with the levers off; its `original` is the original code's
+    formulation) or ours (promptinfo's defaults plus `--compile`)."""
     precision = args.baseline_precision if straightforward and args.baseline_precision else args.precision
     trainer = TrainerConfig(
         device=args.device, precision=precision, batch_size=args.coop_batch, eval_batch_size=args.eval_batch,
@@ -117,6 +146,7 @@ def make_side(straightforward: bool, model: str, args) -> Side:
     backbone = build_backbone(ModelConfig(name=model, pretrained=None))
     if straightforward:
         backbone.truncate_text = False  # read when prompts are tokenised and at every text pass
+        backbone.shared_prefix = False
     rt = build_runtime(trainer, backbone)  # applies channels_last / compile to this side's backbone
     backbone.to(rt.device)
     return Side(straightforward, backbone, rt)
@@ -190,6 +220,33 @@ def step_fn(method, batches: OneStep, rt: Runtime) -> Callable[[], None]:
     fit = Fit(Objective.from_config(LossConfig()), optimizer, None, rt.precision.grad_scaler(rt.device), rt, epochs=1)
     state, progress = FitState(), Progress("none", 1)
     return lambda: train_epoch(method, batches, fit, state, progress, optimizer.param_groups[0]["lr"])
+
+
+def original_step_fn(model: OriginalPromptModel, stream: Iterator, rt: Runtime) -> Callable[[], None]:
+    """One step of the original trainers' loop on the next batch of `stream`, with our SGD settings."""
+    optimizer = build_optimizer(model.method.prompt.parameters(), TrainerConfig())
+
+    def step() -> None:
+        images, labels = next(stream)
+        with rt.autocast():
+            original_step(model, optimizer, images.to(rt.device), labels.to(rt.device))
+
+    return step
+
+
+def with_levers(backbone: Backbone, fn: Callable[[], object], **levers) -> Callable[[], object]:
+    """`fn` run with some of the backbone's lever attributes set (e.g. `shared_prefix=False`), then restored."""
+    def run() -> object:
+        saved = {k: getattr(backbone, k) for k in levers}
+        for k, v in levers.items():
+            setattr(backbone, k, v)
+        try:
+            return fn()
+        finally:
+            for k, v in saved.items():
+                setattr(backbone, k, v)
+
+    return run
 
 
 def random_images(backbone: Backbone, n: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,13 +327,13 @@ class Bench:
         return row
 
     def add_timed(self, name: str, t: dict[str, dict], plain: Callable[[dict], float], ours: Callable[[dict], float],
-                  settings: dict, measured: dict, scaling: str, images: int | None = None) -> dict:
+                  settings: dict, measured: dict, scaling: str, images: int | None = None, **extra) -> dict:
         """A row from per-round estimates: `plain(round)` / `ours(round)` map one round's seconds to the row's
         quantity. Values are medians over rounds and the ratio is the median of the per-round ratios (the two
         sides of a round ran back to back, so a load change on a shared machine cancels in their ratio)."""
         p, o = per_round(t, plain), per_round(t, ours)
-        extra = {} if images is None else {"images_per_s": {"straightforward": images / statistics.median(p),
-                                                            "ours": images / statistics.median(o)}}
+        if images is not None:
+            extra["images_per_s"] = {"straightforward": images / statistics.median(p), "ours": images / statistics.median(o)}
         return self.add(name, statistics.median(p), statistics.median(o), "s", settings,
                         {**measured, "rounds": {"straightforward": p, "ours": o}}, scaling,
                         ratio=statistics.median(a / b for a, b in zip(p, o)), **extra)
@@ -293,15 +350,15 @@ def section_coop_epoch(b: Bench) -> None:
     a, names = b.args, b.classnames
     n_train = a.shots * len(names)
     items = items_for(write_jpegs(b.folder / "train", n_train, a.image_size), names)
-    plain_m, ours_m = b.plain.method("coop", names), b.ours.method("coop", names)
+    original, ours_m = b.plain.original("coop", names), b.ours.method("coop", names)
     images, _ = random_images(b.ours.backbone, 2, len(names))
-    diff = logit_difference(plain_m, ours_m, images, b)
+    diff = logit_difference(original, ours_m, images, b)
     views = random_features(a.train_views * n_train, b.ours.backbone.embed_dim).view(a.train_views, n_train, -1)
     labels = torch.tensor([i.label for i in items])
     augment = build_transform(b.plain.rt.preprocess_cfg, train=True)
-    plain_stream = OneStep(endless(ImageBatches(items, augment, 0, b.plain.rt.loading)), "images")
+    plain_stream = endless(ImageBatches(items, augment, 0, b.plain.rt.loading))
     ours_stream = OneStep(endless(FeatureBatches(views, labels, 0, a.coop_batch)), "features")
-    t = b.measure({"straightforward": step_fn(plain_m, plain_stream, b.plain.rt),
+    t = b.measure({"straightforward": original_step_fn(original, plain_stream, b.plain.rt),
                    "ours": step_fn(ours_m, ours_stream, b.ours.rt)})
     fill = _fill_seconds(b, ours_m, items[: a.fill_sample])
     steps, epochs = n_train // a.coop_batch, a.epochs
@@ -317,7 +374,8 @@ def section_coop_epoch(b: Bench) -> None:
                 f"{epochs} epochs; fill {fill_total:.1f}s = sample fill x "
                 f"{n_train * a.train_views / min(a.fill_sample, n_train):.1f} "
                 f"({a.train_views} views of {n_train} images)")
-    _add_gpu_peaks(b, row, plain_m, plain_stream, ours_m, ours_stream)
+    _add_gpu_peaks(b, row, original_step_fn(original, plain_stream, b.plain.rt),
+                   step_fn(ours_m, ours_stream, b.ours.rt))
 
 
 def _fill_seconds(b: Bench, method, items: list[Item]) -> float:
@@ -337,33 +395,51 @@ def _fill_seconds(b: Bench, method, items: list[Item]) -> float:
     return clock(fill, b.device)
 
 
-def _add_gpu_peaks(b: Bench, row: dict, plain_m, plain_stream, ours_m, ours_stream) -> None:
+def _add_gpu_peaks(b: Bench, row: dict, original: Callable[[], None], ours: Callable[[], None]) -> None:
     if b.device.type != "cuda":
         return
-    row["peak_mib"] = {
-        "straightforward": cuda_peak_bytes(step_fn(plain_m, plain_stream, b.plain.rt), b.device) / MIB,
-        "ours": cuda_peak_bytes(step_fn(ours_m, ours_stream, b.ours.rt), b.device) / MIB,
-    }
+    row["peak_mib"] = {"straightforward": cuda_peak_bytes(original, b.device) / MIB,
+                       "ours": cuda_peak_bytes(ours, b.device) / MIB}
 
 
 def section_steps(b: Bench) -> None:
-    """MaPLe and CoCoOp training steps on in-memory images (both sides run the image encoder)."""
-    a, names = b.args, b.classnames
-    for name, batch, measured_batch in (("maple", a.maple_batch, a.maple_batch),
-                                        ("cocoop", a.cocoop_batch, min(a.cocoop_sample, a.cocoop_batch))):
-        plain_m, ours_m = b.plain.method(name, names), b.ours.method(name, names)
-        images, labels = random_images(b.ours.backbone, measured_batch, len(names))
-        diff = logit_difference(plain_m, ours_m, images[:2], b)
-        plain_stream = OneStep(itertools.repeat((images, labels)), "images")
-        ours_stream = OneStep(itertools.repeat((images, labels)), "images")
-        t = b.measure({"straightforward": step_fn(plain_m, plain_stream, b.plain.rt),
-                       "ours": step_fn(ours_m, ours_stream, b.ours.rt)})
-        scale = batch / measured_batch
-        settings = {"classes": len(names), "batch": batch, "measured_batch": measured_batch}
-        row = b.add_timed(f"{name} train step", t, lambda r, k=scale: k * r["straightforward"],
-                          lambda r, k=scale: k * r["ours"], settings, {"step_s": t, "max_logit_difference": diff},
-                          f"step at batch {measured_batch} x {scale:g}" if scale != 1 else "step", images=batch)
-        _add_gpu_peaks(b, row, plain_m, plain_stream, ours_m, ours_stream)
+    """Per method, one training step of the original code's formulation (decoded images at every step,
+    77-token text passes, CoCoOp one image at a time) next to ours with each lever (`VARIANTS`)."""
+    for name in ("coop", "maple", "cocoop"):
+        _step_ladder(b, name)
+
+
+def _step_ladder(b: Bench, name: str) -> None:
+    a, names, rt = b.args, b.classnames, b.ours.rt
+    batch = {"coop": a.coop_batch, "maple": a.maple_batch, "cocoop": a.cocoop_batch}[name]
+    measured = min(a.cocoop_sample, batch) if name == "cocoop" else batch
+    original, ours = b.plain.original(name, names), b.ours.method(name, names)
+    images, labels = random_images(b.ours.backbone, measured, len(names))
+    diff = logit_difference(original, ours, images[:2], b)
+    on_images = OneStep(itertools.repeat((images, labels)), "images")
+    variants = {"original": original_step_fn(original, itertools.repeat((images, labels)), b.plain.rt),
+                "ours, no shared prefix": with_levers(b.ours.backbone, step_fn(ours, on_images, rt), shared_prefix=False),
+                "ours": step_fn(ours, on_images, rt)}
+    if ours.image_side_frozen:  # trains on cached augmented views with trainer.train_views
+        on_views = OneStep(itertools.repeat((random_features(measured, b.ours.backbone.embed_dim), labels)), "features")
+        variants["ours, cached views, no shared prefix"] = with_levers(
+            b.ours.backbone, step_fn(ours, on_views, rt), shared_prefix=False)
+        variants["ours, cached views"] = step_fn(ours, on_views, rt)
+    t = b.measure(variants)
+    scale = batch / measured
+    settings = {"classes": len(names), "batch": batch, "measured_batch": measured,
+                "text_tokens": {"original": original.method.tokens.shape[1], "ours": ours.tokens.shape[1]},
+                "shared_positions": ours.shared_positions()}
+    for variant in list(variants)[1:]:
+        exact, resampled = VARIANTS[variant]
+        row = b.add_timed(f"{name} train step: {variant}", t, lambda r, k=scale: k * r["original"],
+                          lambda r, k=scale, v=variant: k * r[v], settings,
+                          {"step_s": {"original": t["original"], variant: t[variant]}, "max_logit_difference": diff},
+                          f"step at batch {measured} x {scale:g}" if scale != 1 else "step", images=batch,
+                          baseline="original formulation (tools/original_formulation.py)", exact=exact,
+                          changes_augmentations=resampled)
+        if variant == "ours":
+            _add_gpu_peaks(b, row, variants["original"], variants["ours"])
 
 
 def section_eval(b: Bench) -> None:
@@ -456,8 +532,8 @@ def _no_grad(fn: Callable[[], torch.Tensor], rt: Runtime) -> torch.Tensor:
 
 
 def section_levers(b: Bench) -> None:
-    """Each lever alone on the ours side: text truncation, length buckets, CoCoOp batching, channels-last, bf16
-    autocast (CUDA)."""
+    """Each lever alone on the ours side: text truncation, length buckets, shared prefix, CoCoOp batching,
+    channels-last, bf16 autocast (CUDA)."""
     a, names, dev = b.args, b.classnames, b.device
     plain_coop, ours_coop = b.plain.method("coop", names), b.ours.method("coop", names)
     looped, batched = b.ours.method("cocoop", names), b.ours.method("cocoop", names)
@@ -465,12 +541,15 @@ def section_levers(b: Bench) -> None:
     feats = random_features(min(a.cocoop_sample, a.cocoop_batch), b.ours.backbone.embed_dim).to(dev)
     images, _ = random_images(b.ours.backbone, a.lever_images, len(names))
     images = images.to(dev)
+    off, ob = {"shared_prefix": False}, b.ours.backbone
     variants = {
         "text 77 tokens": lambda: _text_backward(plain_coop, b.ours.rt),
-        "text truncated, one pass": lambda: _one_text_pass(b.ours.backbone, lambda: _text_backward(ours_coop, b.ours.rt)),
-        "text truncated, length buckets": lambda: _text_backward(ours_coop, b.ours.rt),
-        "cocoop looped": lambda: _text_backward(looped, b.ours.rt, feats),
-        "cocoop batched": lambda: _text_backward(batched, b.ours.rt, feats),
+        "text truncated, one pass": with_levers(ob, lambda: _text_backward(ours_coop, b.ours.rt), text_buckets=1, **off),
+        "text truncated, length buckets": with_levers(ob, lambda: _text_backward(ours_coop, b.ours.rt), **off),
+        "text truncated, buckets, shared prefix": lambda: _text_backward(ours_coop, b.ours.rt),
+        "cocoop looped": with_levers(ob, lambda: _text_backward(looped, b.ours.rt, feats), **off),
+        "cocoop batched": with_levers(ob, lambda: _text_backward(batched, b.ours.rt, feats), **off),
+        "cocoop batched, shared prefix": lambda: _text_backward(batched, b.ours.rt, feats),
         "image contiguous": lambda: _no_grad(lambda: b.plain.backbone.encode_image(images), b.ours.rt),
         "image channels-last": lambda: _no_grad(lambda: b.ours.backbone.encode_image(images), b.ours.rt),
     }
@@ -482,7 +561,10 @@ def section_levers(b: Bench) -> None:
     pairs = [("lever: text truncation (coop text fwd+bwd)", "text 77 tokens", "text truncated, one pass"),
              ("lever: text length buckets (coop text fwd+bwd)", "text truncated, one pass",
               "text truncated, length buckets"),
+             ("lever: shared prefix (coop text fwd+bwd)", "text truncated, length buckets",
+              "text truncated, buckets, shared prefix"),
              ("lever: cocoop one pass for many images", "cocoop looped", "cocoop batched"),
+             ("lever: shared prefix (cocoop text fwd+bwd)", "cocoop batched", "cocoop batched, shared prefix"),
              ("lever: channels-last (image encoder fwd)", "image contiguous", "image channels-last"),
              ("lever: bf16 autocast (coop text fwd+bwd)", "coop text fp32", "coop text autocast")]
     settings = {"classes": len(names), "cocoop_images": feats.shape[0], "images": a.lever_images,
@@ -493,15 +575,6 @@ def section_levers(b: Bench) -> None:
                         {off: t[off], on: t[on]}, "one call")
 
 
-def _one_text_pass(backbone: Backbone, fn: Callable[[], None]) -> None:
-    """`fn()` with the backbone's text passes unsplit (no length buckets)."""
-    buckets, backbone.text_buckets = backbone.text_buckets, 1
-    try:
-        fn()
-    finally:
-        backbone.text_buckets = buckets
-
-
 def _text_backward(method, rt: Runtime, image_features: torch.Tensor | None = None) -> None:
     method.zero_grad(set_to_none=True)
     with rt.autocast():
@@ -510,32 +583,41 @@ def _text_backward(method, rt: Runtime, image_features: torch.Tensor | None = No
 
 
 # --------------------------------------------------------------------------------------------- memory
+MEMORY_VARIANTS = ("original", "ours, no shared prefix", "ours")
+
+
 def memory_specs(args) -> list[dict]:
     """(method, model, classes, batch) of each peak-memory row; CoOp at `memory_classes` is the target row."""
     return [
         {"row": "coop step memory (memory classes)", "method": "coop", "model": args.memory_model,
          "classes": args.memory_classes, "batch": args.coop_batch},
-        {"row": "coop step memory", "method": "coop", "model": args.model, "classes": args.classes,
-         "batch": args.coop_batch},
         {"row": "maple step memory", "method": "maple", "model": args.model, "classes": args.classes,
          "batch": args.maple_batch},
     ]
 
 
-def step_memory(spec: dict, straightforward: bool, args) -> dict:
-    """Peak bytes of one training step above the memory held before it (models, prompts, inputs)."""
-    side = make_side(straightforward, spec["model"], args)
+def step_memory(spec: dict, variant: str, args) -> dict:
+    """Peak bytes and seconds of one training step, the peak above the memory held before it (models,
+    prompts, inputs). Ours trains a frozen image side on cached features, the original on images."""
+    side = make_side(variant == "original", spec["model"], args)
     names = classnames_for(spec["classes"])
-    method = side.method(spec["method"], names)
-    if method.image_side_frozen and not straightforward:  # ours trains on cached features
-        inputs = random_features(spec["batch"], side.backbone.embed_dim)
-        labels = torch.zeros(spec["batch"], dtype=torch.long)
-        kind = "features"
+    if variant == "original":
+        original = side.original(spec["method"], names)
+        step = original_step_fn(original, itertools.repeat(random_images(side.backbone, spec["batch"], len(names))),
+                                side.rt)
     else:
-        (inputs, labels), kind = random_images(side.backbone, spec["batch"], len(names)), "images"
-    step = step_fn(method, OneStep(itertools.repeat((inputs, labels)), kind), side.rt)
+        side.backbone.shared_prefix = variant == "ours"
+        method = side.method(spec["method"], names)
+        if method.image_side_frozen:
+            inputs, kind = random_features(spec["batch"], side.backbone.embed_dim), "features"
+            labels = torch.zeros(spec["batch"], dtype=torch.long)
+        else:
+            (inputs, labels), kind = random_images(side.backbone, spec["batch"], len(names)), "images"
+        step = step_fn(method, OneStep(itertools.repeat((inputs, labels)), kind), side.rt)
     if side.rt.device.type == "cuda":
-        return {"peak_bytes": cuda_peak_bytes(step, side.rt.device), "how": "cuda max_memory_allocated - allocated"}
+        start = time.perf_counter()
+        peak = cuda_peak_bytes(step, side.rt.device)
+        return {"peak_bytes": peak, "step_s": time.perf_counter() - start, "how": "cuda max_memory_allocated - allocated"}
     return _cpu_peak(step)
 
 
@@ -549,9 +631,11 @@ def _cpu_peak(step: Callable[[], None]) -> dict:
     except OSError:
         how = "ru_maxrss - VmRSS before (upper bound: includes earlier peaks), fresh process"
     before = _status_kib("VmRSS")
+    start = time.perf_counter()
     step()
+    seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM") if how.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_bytes": (peak - before) * 1024, "how": how}
+    return {"peak_bytes": (peak - before) * 1024, "step_s": seconds, "how": how}
 
 
 def _status_kib(field: str) -> int:
@@ -562,23 +646,47 @@ def _status_kib(field: str) -> int:
 
 
 def section_memory(b: Bench) -> None:
+    """Peak memory and time of one step per `memory_specs` row: the original formulation against ours with and
+    without the shared prefix (one fresh process each on the CPU)."""
     for spec in memory_specs(b.args):
-        result = {s: _memory_of(spec, s == "straightforward", b.args, b.device) for s in ("straightforward", "ours")}
+        result = {v: _memory_of(spec, v, b.args, b.device) for v in MEMORY_VARIANTS[1:]}
+        original = _original_memory(spec, b.args, b.device)
         settings = {k: spec[k] for k in ("method", "model", "classes", "batch")}
-        b.add(spec["row"], result["straightforward"]["peak_bytes"] / MIB, result["ours"]["peak_bytes"] / MIB,
-              "MiB", settings, result, result["ours"]["how"])
+        for v in MEMORY_VARIANTS[1:]:
+            measured = {"original": original, v: result[v]}
+            b.add(f"{spec['row']}: {v}", original["peak_bytes"] / MIB, result[v]["peak_bytes"] / MIB, "MiB", settings,
+                  measured, original["how"], baseline="original formulation")
+            b.add(f"{spec['row'].replace('memory', 'time', 1)}: {v}", original["step_s"], result[v]["step_s"], "s",
+                  settings, measured, "one step each, not alternated: " + original["how"], baseline="original formulation")
 
 
-def _memory_of(spec: dict, straightforward: bool, args, device: torch.device) -> dict:
+def _original_memory(spec: dict, args, device: torch.device) -> dict:
+    """The original's step at `spec`, or on the CPU beyond the largest `--memory-fit-classes`, the straight line
+    through its steps at those class counts (its text pass and memory grow linearly with the classes)."""
+    fit = sorted(args.memory_fit_classes)
+    if device.type == "cuda" or spec["classes"] <= fit[-1]:
+        return {**_memory_of(spec, "original", args, device), "how": "measured"}
+    points = [(c, _memory_of({**spec, "classes": c}, "original", args, device)) for c in fit]
+    (c0, p0), (c1, p1) = points[0], points[-1]
+
+    def line(key: str) -> float:
+        return p0[key] + (p1[key] - p0[key]) * (spec["classes"] - c0) / (c1 - c0)
+
+    return {"peak_bytes": line("peak_bytes"), "step_s": line("step_s"), "fit": {c: p for c, p in points},
+            "how": f"original extrapolated linearly from {c0} and {c1} classes (measured: {p0['peak_bytes'] / MIB:,.0f} "
+                   f"and {p1['peak_bytes'] / MIB:,.0f} MiB)"}
+
+
+def _memory_of(spec: dict, variant: str, args, device: torch.device) -> dict:
     """On CUDA in this process; on the CPU in a fresh process (see the module docstring)."""
     if device.type == "cuda":
-        return step_memory(spec, straightforward, args)
-    child = {"spec": spec, "straightforward": straightforward, "args": vars(args)}
+        return step_memory(spec, variant, args)
+    child = {"spec": spec, "variant": variant, "args": vars(args)}
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(child)], env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"memory child for {spec} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"memory child for {spec} ({variant}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -587,12 +695,12 @@ def memory_child(payload: str) -> None:
     args = argparse.Namespace(**child["args"])
     args.image_size = tuple(args.image_size)
     _set_threads(args)
-    print(json.dumps(step_memory(child["spec"], child["straightforward"], args)))
+    print(json.dumps(step_memory(child["spec"], child["variant"], args)))
 
 
 # --------------------------------------------------------------------------------------------- report
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'':52s} {'straightforward':>16s} {'ours':>12s} {'ratio':>14s}  target")
+    print(f"\n{'':62s} {'straightforward':>16s} {'ours':>12s} {'ratio':>14s}  target")
     for r in rows:
         unit = r["unit"]
         ratio = f"{r['ratio']:.1f}x faster" if r["ratio_kind"] == "speedup" else f"{r['ratio']:.2f} of it"
@@ -602,13 +710,13 @@ def print_table(rows: list[dict]) -> None:
             target = f"{sign} {r['target']:g}{'x' if r['ratio_kind'] == 'speedup' else ''}: " + (
                 "met" if r["met"] else "MISSED")
         plain, ours = _fmt(r["straightforward"], unit), _fmt(r["ours"], unit)
-        print(f"{r['name']:52s} {plain:>16s} {ours:>12s} {ratio:>14s}  {target}")
+        print(f"{r['name']:62s} {plain:>16s} {ours:>12s} {ratio:>14s}  {target}")
     rates = [r for r in rows if "images_per_s" in r]
     if rates:
-        print(f"\n{'images per second':52s} {'straightforward':>16s} {'ours':>12s}")
+        print(f"\n{'images per second':62s} {'straightforward':>16s} {'ours':>12s}")
         for r in rates:
             ips = r["images_per_s"]
-            print(f"{r['name']:52s} {ips['straightforward']:16.1f} {ips['ours']:12.1f}")
+            print(f"{r['name']:62s} {ips['straightforward']:16.1f} {ips['ours']:12.1f}")
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -627,8 +735,8 @@ def machine() -> dict:
 
 
 # --------------------------------------------------------------------------------------------- main
-SECTIONS = {"train": (section_coop_epoch, section_steps), "eval": (section_eval,), "memory": (section_memory,),
-            "levers": (section_levers,)}
+SECTIONS = {"train": (section_coop_epoch, section_steps), "steps": (section_steps,), "eval": (section_eval,),
+            "memory": (section_memory,), "levers": (section_levers,)}
 QUICK = {"model": "pi-tiny-vit-m", "memory_model": "pi-tiny-vit-m", "eval_images": 1000, "image_size": (160, 120)}
 
 
@@ -636,8 +744,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"tiny model and data: {QUICK}")
     p.add_argument("--model", default="ViT-B-16", help="open_clip architecture, random weights")
-    p.add_argument("--memory-model", help="model of the memory-classes row (default: --model on CUDA, "
-                   "pi-tiny-vit-m on the CPU, where the straightforward step at 1000 classes needs ~30 GiB)")
+    p.add_argument("--memory-model", help="model of the memory-classes row (default: --model)")
+    p.add_argument("--memory-fit-classes", type=int, nargs=2, default=(100, 200), metavar=("C0", "C1"),
+                   help="on the CPU, the original step beyond C1 classes (~20 GiB at 1000 on ViT-B/16) is the line "
+                   "through its measured steps at C0 and C1 classes")
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--memory-classes", type=int, default=1000)
     p.add_argument("--shots", type=int, default=16)
@@ -663,7 +773,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--sections", nargs="+", default=["train", "eval", "memory", "levers"], choices=list(SECTIONS))
     p.add_argument("--workdir", help="folder for generated images and caches (default: a temporary folder)")
     p.add_argument("--json", help="write every measurement here")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -677,7 +787,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    defaults = {"memory_model": args.model if cuda else "pi-tiny-vit-m",
+    defaults = {"memory_model": args.model,
                 "cocoop_sample": args.cocoop_batch if cuda else 2, "fill_sample": 1600 if cuda else 64,
                 "eval_sample": 1000 if cuda else 16,
                 "workers": min(8, os.cpu_count() or 1) if cuda else 0}

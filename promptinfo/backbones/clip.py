@@ -8,7 +8,6 @@ before chosen transformer blocks (MaPLe, IVLP, PromptSRC, VPT).
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Sequence
@@ -19,6 +18,7 @@ from open_clip.model import get_model_preprocess_cfg
 from open_clip.transformer import TextTransformer, VisionTransformer
 from torch import nn
 
+from promptinfo.backbones._blocks import expand, plain_blocks, run_blocks, run_prefix, run_suffix
 from promptinfo.errors import BackboneNotSupportedError
 
 Prompts = torch.Tensor  # [n_prompt, width] shared by the batch, or [batch, n_prompt, width]
@@ -45,6 +45,9 @@ class Backbone(nn.Module):
             on automatically where it is exact (causal mask and end-of-text pooling).
         text_buckets: with truncation, split a text pass into at most this many passes over prompts
             of similar length, each cut at its own longest end-of-text token (1: one pass).
+        shared_prefix: run the leading positions that a caller declares shared by all its prompts once,
+            and let every prompt's later positions attend to their keys and values; switched on
+            automatically where it is exact (`shared_prefix_exact`).
     """
 
     def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer) -> None:
@@ -57,8 +60,12 @@ class Backbone(nn.Module):
         self._text = _text_tower(model, name)
         if not getattr(self._text.transformer, "batch_first", True):
             raise BackboneNotSupportedError(f"Backbone {name!r} runs its transformer sequence-first; update open_clip.")
+        self._text_plain = plain_blocks(self._text.transformer.resblocks)
+        visual = getattr(model.visual, "transformer", None)
+        self._vision_plain = visual is not None and plain_blocks(visual.resblocks)
         self.truncate_text = self.text_truncation_exact
         self.text_buckets = 4
+        self.shared_prefix = self.shared_prefix_exact
 
     def train(self, mode: bool = True) -> "Backbone":
         """The backbone always stays in eval mode (frozen statistics, no dropout)."""
@@ -105,6 +112,16 @@ class Backbone(nn.Module):
         return t.attn_mask is not None and t.pool_type in ("argmax", "eos") and not t.pad_mask
 
     @property
+    def shared_prefix_exact(self) -> bool:
+        """Whether shared leading positions can be computed once: truncation is exact, the mask is exactly
+        causal (earlier positions never see later ones) and the blocks are open_clip's standard ones."""
+        if not (self.text_truncation_exact and self._text_plain):
+            return False
+        mask = self._text.attn_mask
+        causal = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
+        return bool(torch.equal(torch.isneginf(mask), causal) and (mask[~causal] == 0).all())
+
+    @property
     def dtype(self) -> torch.dtype:
         return self._text.positional_embedding.dtype
 
@@ -149,8 +166,9 @@ class Backbone(nn.Module):
         return tokens.argmax(dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Unnormalised text features `[n, embed_dim]` of token ids."""
-        return self.encode_text_embeddings(self.token_embedding(tokens), tokens)
+        """Unnormalised text features `[n, embed_dim]` of token ids; leading tokens common to every
+        sequence are shared positions (frozen embeddings: equal ids, equal tensors)."""
+        return self.encode_text_embeddings(self.token_embedding(tokens), tokens, shared=common_prefix_length(tokens))
 
     def encode_text_embeddings(
         self,
@@ -158,45 +176,96 @@ class Backbone(nn.Module):
         tokens: torch.Tensor,
         deep_prompts: Sequence[Prompts] | None = None,
         prompt_start: int = 1,
+        shared: int = 0,
     ) -> torch.Tensor:
         """Text features from token embeddings, with optional deep prompts.
 
         Args:
-            embeddings: `[n, L, text_width]` token embeddings, learnable vectors already spliced in.
-            tokens: `[n, L]` token ids of the same prompts (placeholders where vectors were spliced);
-                they locate the end-of-text token and padding.
+            embeddings: `[n, L, text_width]` token embeddings, learnable vectors already spliced in; or
+                `[g, n, L, text_width]`: g groups of the same n prompts with different values (CoCoOp:
+                one group per image).
+            tokens: `[n, L]` token ids of the prompts (placeholders where vectors were spliced); they
+                locate the end-of-text token and padding.
             deep_prompts: `deep_prompts[i]` replaces the `len` positions starting at `prompt_start`
-                right before transformer block `i + 1` (MaPLe/IVLP deep language prompts).
+                right before transformer block `i + 1` (MaPLe/IVLP deep language prompts): `[len, w]`
+                shared by every prompt, or `[n, len, w]` one per prompt.
             prompt_start: first replaced position (1: right after the start-of-text token).
+            shared: the caller's promise that positions `[0, shared)` hold one tensor for every prompt
+                of a group (the start token and shared context vectors, expanded; frozen token
+                embeddings). With `shared_prefix`, they are computed once per group.
 
         Returns:
-            `[n, embed_dim]` unnormalised features.
+            `[n, embed_dim]` (or `[g, n, embed_dim]`) unnormalised features.
         """
         deep_prompts = list(deep_prompts or [])
         if len(deep_prompts) >= self.text_layers:
             raise ValueError(f"{len(deep_prompts)} deep text prompts for {self.text_layers} text layers.")
+        grouped = embeddings.dim() == 4
+        x = embeddings if grouped else embeddings.unsqueeze(0)  # [g, n, L, w]
         eot = self.eot_positions(tokens)
+        shared = min(shared, int(eot.min())) if self.shared_prefix else 0
+        if shared > 0:
+            feats = self._encode_after_prefix(x, eot, deep_prompts, prompt_start, shared)
+        else:
+            g, n = x.shape[:2]
+            deep = [p.repeat(g, 1, 1) if p.dim() == 3 else p for p in deep_prompts]
+            flat = self._encode_rows(x.flatten(0, 1), tokens.repeat(g, 1), eot.repeat(g), deep, prompt_start)
+            feats = flat.view(g, n, -1)
+        return feats if grouped else feats[0]
+
+    def _by_length(self, eot: torch.Tensor, full: int, encode, dim: int) -> torch.Tensor:
+        """`encode(rows, length)` per length bucket (`rows` None: all), reassembled in row order along `dim`."""
         if not self.truncate_text:
-            return self._encode_text(embeddings, tokens, eot, deep_prompts, prompt_start, embeddings.shape[1])
+            return encode(None, full)
         buckets = length_buckets((eot + 1).tolist(), self.text_buckets)
         if len(buckets) == 1:
-            return self._encode_text(embeddings, tokens, eot, deep_prompts, prompt_start, buckets[0][1])
+            return encode(None, buckets[0][1])
         parts, order = [], []
         for rows, length in buckets:
-            rows = torch.tensor(rows, device=tokens.device)
-            deep = [p[rows] if p.dim() == 3 else p for p in deep_prompts]
-            parts.append(self._encode_text(embeddings[rows], tokens[rows], eot[rows], deep, prompt_start, length))
+            rows = torch.tensor(rows, device=eot.device)
+            parts.append(encode(rows, length))
             order.append(rows)
-        return torch.cat(parts)[torch.argsort(torch.cat(order))]
+        return torch.cat(parts, dim).index_select(dim, torch.argsort(torch.cat(order)))
+
+    def _encode_rows(self, embeddings, tokens, eot, deep_prompts, prompt_start: int) -> torch.Tensor:
+        """Features `[n, d]` of `[n, L, w]` embeddings, each length bucket in its own pass."""
+        def encode(rows, length):
+            if rows is None:
+                return self._encode_text(embeddings, tokens, eot, deep_prompts, prompt_start, length)
+            deep = [p[rows] if p.dim() == 3 else p for p in deep_prompts]
+            return self._encode_text(embeddings[rows], tokens[rows], eot[rows], deep, prompt_start, length)
+
+        return self._by_length(eot, embeddings.shape[1], encode, dim=0)
 
     def _encode_text(self, embeddings, tokens, eot, deep_prompts, prompt_start: int, length: int) -> torch.Tensor:
         """One text pass over the first `length` positions (exact when no pooled token lies beyond them)."""
         t = self._text
         x = embeddings[:, :length].to(self.dtype) + t.positional_embedding[:length].to(self.dtype)
-        x = _run_blocks(t.transformer.resblocks, x, deep_prompts, prompt_start, self._text_mask(tokens, length))
+        x = run_blocks(t.transformer.resblocks, x, deep_prompts, prompt_start, self._text_mask(tokens, length),
+                       seq_first=self._text_plain)
         x = t.ln_final(x)
         pooled = _pool_text(x, eot, t.pool_type)
         return _project(pooled, t.text_projection)
+
+    def _encode_after_prefix(self, x, eot, deep_prompts, prompt_start: int, shared: int) -> torch.Tensor:
+        """Features `[g, n, d]`: the `shared` leading positions once per group, then every prompt's later
+        positions attending to their keys and values (exact under the causal mask, `shared_prefix_exact`)."""
+        t = self._text
+        pos = t.positional_embedding.to(self.dtype)
+        deep_head, deep_tail = _split_prompts(deep_prompts, prompt_start, shared)
+        head = x[:, 0, :shared].to(self.dtype) + pos[:shared]  # [g, P, w]
+        cache = run_prefix(t.transformer.resblocks, head, deep_head, prompt_start)
+
+        def encode(rows, length):
+            tail = x[:, :, shared:length] if rows is None else x[:, rows, shared:length]
+            deep = [p if p is None or p.dim() == 2 or rows is None else p[rows] for p in deep_tail]
+            tail = run_suffix(t.transformer.resblocks, tail.to(self.dtype) + pos[shared:length], cache, deep,
+                              max(prompt_start - shared, 0))  # [g, r, S, w]
+            at = (eot if rows is None else eot[rows]) - shared
+            pooled = t.ln_final(tail[:, torch.arange(tail.shape[1], device=at.device), at])  # [g, r, w]
+            return _project(pooled, t.text_projection)
+
+        return self._by_length(eot, x.shape[2], encode, dim=1)
 
     def _text_mask(self, tokens: torch.Tensor, length: int) -> torch.Tensor | None:
         t = self._text
@@ -231,10 +300,10 @@ class Backbone(nn.Module):
         if len(deep_prompts) >= self.vision_layers:
             raise ValueError(f"{len(deep_prompts)} deep vision prompts for {self.vision_layers} vision layers.")
         x = self._patch_tokens(v, images)  # [B, 1 + grid**2, width]
-        prompts = _expand(prompts, x.shape[0]).to(x.dtype)
+        prompts = expand(prompts, x.shape[0]).to(x.dtype)
         n_prompt = prompts.shape[1]
         x = v.ln_pre(torch.cat([x, prompts], dim=1))
-        x = _run_blocks(v.transformer.resblocks, x, deep_prompts, x.shape[1] - n_prompt)
+        x = run_blocks(v.transformer.resblocks, x, deep_prompts, x.shape[1] - n_prompt, seq_first=self._vision_plain)
         pooled, _ = v._pool(x[:, :-n_prompt])
         return pooled if v.proj is None else pooled @ v.proj
 
@@ -256,7 +325,8 @@ class Backbone(nn.Module):
         return self.model.visual
 
     def extra_repr(self) -> str:
-        return f"name={self.name}, weights={self.weights_id}, truncate_text={self.truncate_text}"
+        return (f"name={self.name}, weights={self.weights_id}, truncate_text={self.truncate_text}, "
+                f"shared_prefix={self.shared_prefix}")
 
 
 def _text_tower(model: nn.Module, name: str) -> SimpleNamespace:
@@ -288,8 +358,10 @@ def _text_tower(model: nn.Module, name: str) -> SimpleNamespace:
     )
 
 
-def _expand(prompts: torch.Tensor, batch: int) -> torch.Tensor:
-    return prompts.expand(batch, -1, -1) if prompts.dim() == 2 else prompts
+def common_prefix_length(tokens: torch.Tensor) -> int:
+    """Number of leading positions with the same token id in every row of `tokens` `[n, L]`."""
+    same = (tokens == tokens[:1]).all(dim=0)  # [L]
+    return int(same.int().cumprod(dim=0).sum())
 
 
 def length_buckets(lengths: Sequence[int], max_buckets: int, min_rows: int = 16) -> list[tuple[list[int], int]]:
@@ -333,54 +405,21 @@ def length_buckets(lengths: Sequence[int], max_buckets: int, min_rows: int = 16)
     return [([r for r, n in enumerate(lengths) if lo <= n <= hi], hi) for lo, hi in reversed(bounds)]
 
 
-def _run_blocks(
-    blocks: Sequence[nn.Module], x: torch.Tensor, deep_prompts: Sequence[Prompts], start: int,
-    attn_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """`x` `[batch, L, width]` through open_clip's transformer blocks; `deep_prompts[i]` replaces
-    positions `[start, start + n_prompt)` right before block `i + 1`.
-
-    While autograd records (training), the blocks run sequence-first (`[L, batch, width]`, the layout
-    of OpenAI's CLIP): batch-first `nn.MultiheadAttention` transposes its input itself, and the
-    backward pass through that strided input projection makes a ViT-B/16 training pass ~1.7x slower
-    on the CPU. The numbers are the same up to float rounding. Inference keeps the batch-first
-    layout, which PyTorch's fused attention fast path needs.
-    """
-    seq_first = (torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                 and all(isinstance(getattr(b, "attn", None), nn.MultiheadAttention) for b in blocks))
-    dim = 0 if seq_first else 1
-    if seq_first:
-        x = x.transpose(0, 1).contiguous()
-    with _attention_layout(blocks, batch_first=not seq_first):
-        for i, block in enumerate(blocks):
-            if 1 <= i <= len(deep_prompts):
-                x = _replace(x, deep_prompts[i - 1], start, dim)
-            x = block(x, attn_mask=attn_mask)
-    return x.transpose(0, 1) if seq_first else x
-
-
-@contextmanager
-def _attention_layout(blocks: Sequence[nn.Module], batch_first: bool):
-    """Set the layout the blocks' attention expects for the duration of one pass."""
-    attns = [b.attn for b in blocks if isinstance(getattr(b, "attn", None), nn.MultiheadAttention)]
-    previous = [a.batch_first for a in attns]
-    for a in attns:
-        a.batch_first = batch_first
-    try:
-        yield
-    finally:
-        for a, p in zip(attns, previous):
-            a.batch_first = p
-
-
-def _replace(x: torch.Tensor, prompts: torch.Tensor, start: int, dim: int) -> torch.Tensor:
-    """x with positions [start, start + n_prompt) along the sequence dimension `dim` (1: `[batch, L, width]`,
-    0: `[L, batch, width]`) replaced by prompts (`[n_prompt, width]` shared, or `[batch, n_prompt, width]`)."""
-    prompts = _expand(prompts, x.shape[1 - dim]).to(x.dtype)  # [batch, n_prompt, width]
-    if dim == 0:
-        prompts = prompts.transpose(0, 1)
-    end = start + prompts.shape[dim]
-    return torch.cat([x.narrow(dim, 0, start), prompts, x.narrow(dim, end, x.shape[dim] - end)], dim=dim)
+def _split_prompts(deep_prompts: Sequence[Prompts], start: int, shared: int) -> tuple[list, list]:
+    """Each deep prompt cut where the shared positions end: the part that replaces shared positions
+    (`[k, w]`, placed at `start`) and the rest (placed at `max(start - shared, 0)` of the later
+    positions); None where a part is empty."""
+    head, tail = [], []
+    for p in deep_prompts:
+        k = min(max(shared - start, 0), p.shape[-2])
+        if k and p.dim() == 3:
+            raise ValueError(
+                f"Deep prompts of shape {tuple(p.shape)} (one per prompt) replace positions {start}..{start + k - 1}, "
+                f"which the caller declared shared by every prompt (shared={shared}); pass shared <= {start}."
+            )
+        head.append(p[:k] if k else None)
+        tail.append(p[..., k:, :] if k < p.shape[-2] else None)
+    return head, tail
 
 
 def _pool_text(x: torch.Tensor, eot: torch.Tensor, pool_type: str) -> torch.Tensor:

@@ -64,7 +64,7 @@ class ImageTransform:
 
 
 def build_transform(preprocess_cfg: Any, train: bool, scale: tuple[float, float] = TRAIN_SCALE,
-                    hflip: float = 0.5) -> ImageTransform:
+                    hflip: float = 0.5, randaugment: tuple[int, int] | None = None) -> ImageTransform:
     """The test transform of the backbone, or CoOp's training augmentation at the backbone's settings.
 
     Args:
@@ -72,6 +72,8 @@ def build_transform(preprocess_cfg: Any, train: bool, scale: tuple[float, float]
         train: build the augmentation (random resized crop + horizontal flip) instead of the test transform.
         scale: area range of the random resized crop (CoOp: 0.08 to 1).
         hflip: probability of the horizontal flip.
+        randaugment: `(num_ops, magnitude)` of a torchvision RandAugment after the crop and flip: the
+            strong view of FixMatch-style pseudo-labelling (Sohn et al., 2020); None for none.
     """
     p = Preprocess.from_config(preprocess_cfg)
     stats = f"size={p.size}|interp={p.interpolation}|mean={p.mean}|std={p.std}"
@@ -79,13 +81,16 @@ def build_transform(preprocess_cfg: Any, train: bool, scale: tuple[float, float]
         return ImageTransform(_open_clip_test_transform(p), f"test|{p.resize_mode}|fill={p.fill_color}|{stats}", False)
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ConfigError(f"crop scale must satisfy 0 < low <= high <= 1, got {scale}")
+    strong = [] if randaugment is None else [T.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1])]
     fn = T.Compose([
         T.RandomResizedCrop(p.size, scale=scale, interpolation=_INTERPOLATIONS[p.interpolation]),
         T.RandomHorizontalFlip(hflip),
+        *strong,
         T.ToTensor(),
         T.Normalize(p.mean, p.std),
     ])
-    return ImageTransform(fn, f"train|rrc{scale}|hflip={hflip}|{stats}", True)
+    extra = "" if randaugment is None else f"|randaugment{tuple(randaugment)}"
+    return ImageTransform(fn, f"train|rrc{scale}|hflip={hflip}{extra}|{stats}", True)
 
 
 def _open_clip_test_transform(p: Preprocess) -> Callable:

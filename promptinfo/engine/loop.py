@@ -64,7 +64,8 @@ class EpochStats:
         row = {"loss": self.loss / n}
         row.update({f"loss/{k}": v / n for k, v in self.terms.items()})
         row.update({f"weight/{k}": w for k, w in self.weights.items()})
-        row["train_acc"] = 100.0 * self.correct / n
+        if self.samples:  # an unsupervised run has no labelled image
+            row["train_acc"] = 100.0 * self.correct / n
         return row
 
 
@@ -80,6 +81,7 @@ class Fit:
     epochs: int
     grad_accum: int = 1
     clip_grad_norm: float | None = None
+    unlabelled: object | None = None  # a `SemiStep` when the protocol has unlabelled images
 
 
 def fit(method, batches: Batches, f: Fit, state: FitState, progress: Progress,
@@ -91,20 +93,30 @@ def fit(method, batches: Batches, f: Fit, state: FitState, progress: Progress,
         method.on_epoch_end(state.epoch + 1, f.epochs)
         f.scheduler.step()
         state.epoch += 1
-        row = {"epoch": state.epoch, "step": state.step, "lr": lr, **stats.row(), "time_s": progress.end_epoch()}
+        row = {"epoch": state.epoch, "step": state.step, "lr": lr, **stats.row()}
+        if f.unlabelled is not None:  # the step's objective is the labelled mean plus the unlabelled one
+            row.update(f.unlabelled.row())
+            row["loss"] += row["loss_unlabelled"]
+        row["time_s"] = progress.end_epoch()
         on_epoch_end(state, row)
     return state
 
 
 def train_epoch(method, batches: Batches, f: Fit, state: FitState, progress: Progress, lr: float) -> EpochStats:
-    """One pass over the epoch's batches; returns the epoch's loss terms and training accuracy."""
+    """One pass over the epoch's batches; returns the epoch's loss terms and training accuracy.
+
+    With unlabelled images (`f.unlabelled`), each step adds the loss of its unlabelled batch; an
+    unsupervised run's labelled batches are empty.
+    """
+    if f.unlabelled is not None:
+        f.unlabelled.start_epoch(method, state.epoch, f.epochs, len(batches))
     method.train()
     params = [p for p in method.prompt.parameters() if p.requires_grad]
     stats = EpochStats()
     progress.start_epoch(state.epoch + 1, f.epochs, len(batches))
     for i, (inputs, labels) in enumerate(batches.epoch(state.epoch), start=1):
         f.optimizer.zero_grad(set_to_none=True)
-        for x, y in zip(inputs.chunk(f.grad_accum), labels.chunk(f.grad_accum)):
+        for x, y in zip(inputs.chunk(f.grad_accum), labels.chunk(f.grad_accum)) if labels.numel() else ():
             y = y.to(f.rt.device, non_blocking=True)
             output = f.rt.forward(method, x, batches.kind)
             loss = f.objective(method, output, y)
@@ -113,6 +125,10 @@ def train_epoch(method, batches: Batches, f: Fit, state: FitState, progress: Pro
             correct = int((output.logits.argmax(dim=1) == y).sum())
             stats.add(y.shape[0], correct, float(loss.total.detach()), {k: v.detach() for k, v in loss.terms.items()},
                       loss.weights)
+        unlabelled = f.unlabelled.loss(method, i - 1) if f.unlabelled is not None else None
+        if unlabelled is not None:
+            _check_finite(unlabelled.total, unlabelled.terms, state, i)
+            f.scaler.scale(unlabelled.total).backward()
         dist.sync_gradients(params, labels.shape[0])  # no-op in one process
         _optimizer_step(f, params)
         state.step += 1

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
-import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,9 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from promptinfo.engine import schema
+from promptinfo.engine.config_store import section_schema  # also registers the pi.* resolvers
 from promptinfo.errors import ConfigError
 
-OmegaConf.register_new_resolver("pi.or", lambda value, default: default if value in (None, "") else value, replace=True)
+DEFAULT_STRATEGY = "fixmatch"
+"""The pseudo-labelling strategy of a config that names none."""
 
 
 def validate_train_config(cfg: Any) -> DictConfig:
@@ -34,6 +34,7 @@ def validate_train_config(cfg: Any) -> DictConfig:
     for i, target in enumerate(typed.protocol.targets):
         _check_choice(f"protocol.targets[{i}]", target, dataset_names())
     _check_protocol(typed)
+    _check_unlabelled(typed)
     if not typed.run_dir:
         raise ConfigError("run_dir is empty; set it (train.yaml derives it from experiment_name, dataset, method, "
                           "protocol, shots and seed under runs_root).")
@@ -61,6 +62,8 @@ def _merge(root: type, cfg: Any) -> DictConfig:
     cfg = _resolved(cfg)
     base = OmegaConf.structured(root)
     base.method = OmegaConf.structured(method_schema(_method_name(cfg.get("method"))))
+    if "pseudo" in base:
+        base.pseudo = OmegaConf.structured(strategy_schema(_strategy_name(cfg.get("pseudo"))))
     try:
         typed = OmegaConf.merge(base, cfg)
     except OmegaConfBaseException as err:
@@ -85,6 +88,15 @@ def _method_name(method_cfg: Any) -> str:
     return name
 
 
+def _strategy_name(pseudo_cfg: Any) -> str:
+    from promptinfo.pseudo import list_strategies
+
+    name = pseudo_cfg.get("name", DEFAULT_STRATEGY) if isinstance(pseudo_cfg, DictConfig) else DEFAULT_STRATEGY
+    if not isinstance(name, str):
+        raise ConfigError(f"pseudo.name must name a strategy; valid strategies: {list_strategies()}.")
+    return name
+
+
 def method_schema(name: str) -> type:
     """A dataclass with `name` plus every option of method `name` (its `Config` fields and types).
 
@@ -95,20 +107,25 @@ def method_schema(name: str) -> type:
     from promptinfo.methods.registry import method_class
 
     if name not in list_methods():
-        raise ConfigError(_unknown("method.name", name, list_methods()))
-    config_cls = method_class(name).Config
-    hints = typing.get_type_hints(config_cls)
-    fields = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(config_cls):
-        default = {"default": f.default} if f.default is not dataclasses.MISSING else {}
-        if f.default_factory is not dataclasses.MISSING:
-            default = {"default_factory": f.default_factory}
-        fields.append((f.name, hints[f.name], dataclasses.field(**default)))
-    return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
+        raise ConfigError(unknown_choice("method.name", name, list_methods()))
+    return section_schema(name, method_class(name).Config)
+
+
+def strategy_schema(name: str) -> type:
+    """A dataclass with `name` plus every option of pseudo-labelling strategy `name`.
+
+    Raises:
+        ConfigError: unknown strategy; the message lists the registered ones.
+    """
+    from promptinfo.pseudo import list_strategies, strategy_class
+
+    if name not in list_strategies():
+        raise ConfigError(unknown_choice("pseudo.name", name, list_strategies()))
+    return section_schema(name, strategy_class(name).Config)
 
 
 def method_options(method_cfg: DictConfig) -> dict:
-    """The method's options (every key but `name`) as plain Python values."""
+    """The method's (or strategy's) options (every key but `name`) as plain Python values."""
     options = OmegaConf.to_container(method_cfg, resolve=True)
     options.pop("name")
     return options
@@ -117,13 +134,18 @@ def method_options(method_cfg: DictConfig) -> dict:
 def _explain(err: OmegaConfBaseException, base: DictConfig) -> str:
     key = _key_of(err)
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        parent, _, leaf = key.rpartition(".")
+        parent = key.rpartition(".")[0]
         node = OmegaConf.select(base, parent) if parent else base
-        valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
-        close = difflib.get_close_matches(leaf, valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {valid}.{hint}"
+        return unknown_key(key, sorted(node.keys()) if isinstance(node, DictConfig) else [])
     return f"Invalid value for config key {key!r}: {_first_line(err)}"
+
+
+def unknown_key(key: str, valid: Sequence[str]) -> str:
+    """The message for an unknown config key: the valid keys beside it and the closest one."""
+    parent, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {sorted(valid)}.{hint}"
 
 
 def _key_of(err: OmegaConfBaseException) -> str:
@@ -155,7 +177,7 @@ def _check_backbone(name: str) -> None:
         return
     if name not in list_backbones():
         raise ConfigError(
-            _unknown("model.name", name, list_backbones())
+            unknown_choice("model.name", name, list_backbones())
             + " A path to an OpenAI-format checkpoint file is also accepted."
         )
 
@@ -202,11 +224,36 @@ def _check_protocol(cfg: DictConfig) -> None:
         raise ConfigError(f"protocol={p.name} evaluates on target datasets: set protocol.targets (a list of datasets).")
     if p.name not in ("cross_dataset", "domain_generalization") and p.targets:
         raise ConfigError(f"protocol.targets is only used by cross_dataset and domain_generalization, not {p.name}.")
-    if p.name != "zeroshot" and p.shots != -1 and p.shots < 1:
+    if p.name not in ("zeroshot", "unsupervised") and p.shots != -1 and p.shots < 1:
         raise ConfigError(f"protocol.shots={p.shots}; use a positive number of images per class, or -1 for all.")
-    if p.name == "base2novel" and p.subsample != "all":
-        raise ConfigError("protocol=base2novel always trains on base and evaluates base and novel; "
+    if p.name in ("base2novel", "transductive_zero_shot") and p.subsample != "all":
+        raise ConfigError(f"protocol={p.name} always trains on base and evaluates base and novel; "
                           f"leave protocol.subsample=all (got {p.subsample!r}).")
+    if p.name == "semi_supervised" and p.shots == -1:
+        raise ConfigError("protocol=semi_supervised with protocol.shots=-1 labels every training image and leaves "
+                          "none unlabelled; give a number of labelled shots per class.")
+
+
+def _check_unlabelled(cfg: DictConfig) -> None:
+    """The unlabelled-data settings: loss.unlabelled and the pseudo-labelling strategy."""
+    u = cfg.loss.unlabelled
+    weights = {"mi_weight": u.mi_weight, "gap_weight": u.gap_weight, "cma_weight": u.cma_weight}
+    if cfg.protocol.name not in schema.UNLABELLED_PROTOCOLS:
+        if any(weights.values()):
+            raise ConfigError(f"loss.unlabelled weighs terms on unlabelled images, which protocol={cfg.protocol.name} "
+                              f"has none of; use one of {', '.join(schema.UNLABELLED_PROTOCOLS)} or set the "
+                              "loss.unlabelled weights to 0.")
+        return
+    _check_choice("loss.unlabelled.level", u.level, schema.INFO_LEVELS)
+    for key, value in weights.items():
+        if value < 0:
+            raise ConfigError(f"loss.unlabelled.{key}={value}; weights must be non-negative.")
+    from promptinfo.pseudo import strategy_class
+
+    try:
+        strategy_class(cfg.pseudo.name).Config(**method_options(cfg.pseudo))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _fill_epochs(cfg: DictConfig) -> None:
@@ -221,6 +268,8 @@ def _fill_epochs(cfg: DictConfig) -> None:
         t.epochs = t.epochs_by_shots[cfg.protocol.shots]
     elif cfg.protocol.name == "zeroshot":
         t.epochs = 0
+    elif cfg.protocol.name == "unsupervised" and t.epochs_by_shots:  # no labelled shots: the longest schedule
+        t.epochs = t.epochs_by_shots[max(t.epochs_by_shots)]
     else:
         raise ConfigError(
             f"trainer.epochs is null and the schedule has no entry for dataset {cfg.dataset.name!r} "
@@ -236,7 +285,7 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
             raise ConfigError(f"loss.cma.weight={cma.weight!r}; use a number in [0, 1] or 'auto'.")
         if not cma.enabled:
             return
-        from promptinfo.losses import cma_lambda
+        from promptinfo.data import cma_lambda
 
         try:
             cma.weight = float(cma_lambda(cfg.dataset.name, cfg.protocol.shots))
@@ -248,10 +297,11 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
 
 def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ConfigError(_unknown(key, value, choices))
+        raise ConfigError(unknown_choice(key, value, choices))
 
 
-def _unknown(key: str, value: Any, choices: Sequence[str]) -> str:
+def unknown_choice(key: str, value: Any, choices: Sequence[str]) -> str:
+    """The message for a value outside `choices`: every valid one and the closest ones."""
     close = difflib.get_close_matches(str(value), list(choices), n=3)
     hint = f" Did you mean {close}?" if close else ""
     return f"Unknown {key}={value!r}. Valid choices: {', '.join(map(str, choices))}.{hint}"

@@ -81,15 +81,15 @@ class CoCoOp(ContextPrompts):
         return max(1, self.config.max_text_batch // len(self.classnames))
 
     def _encode_shifted(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Text features `[b, C, d]` of the prompts of `b` images from shifted contexts `[b, n_ctx, w]`."""
+        """Text features `[b, C, d]` of the prompts of `b` images from shifted contexts `[b, n_ctx, w]`;
+        the start token and context of an image's prompts are one tensor, computed once per image."""
         b, n_cls = ctx.shape[0], len(self.classnames)
         prefix = self.token_prefix.unsqueeze(0).expand(b, -1, -1, -1)  # [b, C, 1, w]
         suffix = self.token_suffix.unsqueeze(0).expand(b, -1, -1, -1)  # [b, C, S, w]
         ctx = ctx.to(prefix.dtype).unsqueeze(1).expand(-1, n_cls, -1, -1)  # [b, C, n_ctx, w]
-        prompts = torch.cat([prefix, ctx, suffix], dim=2).flatten(0, 1)  # [b * C, L, w]
-        tokens = self.tokens.repeat(b, 1)  # [b * C, L]
-        feats = self.backbone.encode_text_embeddings(prompts, tokens)  # [b * C, d]
-        return normalize(feats).view(b, n_cls, -1)
+        prompts = torch.cat([prefix, ctx, suffix], dim=2)  # [b, C, L, w]
+        feats = self.backbone.encode_text_embeddings(prompts, self.tokens, shared=self.shared_positions())
+        return normalize(feats)  # [b, C, d]
 
 
 def _meta_net(embed_dim: int, text_width: int) -> nn.Sequential:

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from promptinfo.backbones import Backbone, normalize
+from promptinfo.backbones import Backbone, common_prefix_length, normalize
 from promptinfo.errors import ConfigError
 from promptinfo.methods._prompts import embed_prompts, init_context, phrase_length, placeholder_prefix
 from promptinfo.methods.base import PromptMethod
@@ -71,6 +71,18 @@ class ContextPrompts(PromptMethod):
         self.register_buffer("token_prefix", emb[:, :1], persistent=False)  # [C, 1, w] SOS
         self.register_buffer("token_suffix", emb[:, 1 + self.n_ctx :], persistent=False)  # [C, *, w]
         self.name_lens = [phrase_length(self.backbone, name) for name in self.classnames]
+        self.common_tokens = common_prefix_length(tokens)
+
+    def shared_positions(self, position: str = "end", class_specific: bool = False) -> int:
+        """Leading positions that hold one tensor in every class prompt of `_assemble(ctx, position)`: the
+        start token, a shared context and the fixed words around it (`Backbone.encode_text_embeddings`'s
+        `shared`). The context is spliced in after the token ids are compared, so the common token prefix
+        covers it only when it is shared and at the end."""
+        if class_specific or position == "front":
+            return 1
+        if position == "middle":
+            return 1 + self.n_ctx // 2
+        return self.common_tokens
 
     def _assemble(self, ctx: torch.Tensor, position: str = "end") -> torch.Tensor:
         """Prompt embeddings `[C, L, w]` from a shared `[n_ctx, w]` or class-specific `[C, n_ctx, w]` context."""
@@ -126,5 +138,7 @@ class CoOp(ContextPrompts):
         super().set_classnames(classnames, dataset_templates)
 
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
-        prompts = self._assemble(self.prompt.ctx, self.config.class_token_position)
-        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens))
+        position = self.config.class_token_position
+        prompts = self._assemble(self.prompt.ctx, position)
+        shared = self.shared_positions(position, self.config.csc)
+        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens, shared=shared))

@@ -92,7 +92,8 @@ class IVLP(ContextPrompts):
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
         prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
         deeper = list(self.prompt.deep_text)
-        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens, deeper, prompt_start=1))
+        return normalize(self.backbone.encode_text_embeddings(
+            prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
 
     def forward_output(self, images: torch.Tensor) -> MethodOutput:
         return self.classify(self.encode_images(images), self.text_features())

@@ -89,7 +89,8 @@ class MaPLe(ContextPrompts):
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
         prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
         deeper = list(self.prompt.compound_prompts_text)
-        return normalize(self.backbone.encode_text_embeddings(prompts, self.tokens, deeper, prompt_start=1))
+        return normalize(self.backbone.encode_text_embeddings(
+            prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
 
     def forward_output(self, images: torch.Tensor) -> MethodOutput:
         """One pass of both towers; each set of prompts is computed once."""
