@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
             cfg = compose("train", overrides=[*common, *extra])
             train(cfg)
             paths.append(Path(OmegaConf.to_container(cfg, resolve=True)["run_dir"]) / "prompt.safetensors")
-        yield root, paths, common
+    yield root, paths
     torch.set_num_threads(threads)
 
 
@@ -42,7 +42,7 @@ def _eval_overrides(root: Path) -> list[str]:
 
 
 def test_the_ends_of_the_line_equal_evaluating_each_checkpoint(setup, tmp_path):
-    root, (a, b, _), _ = setup
+    root, (a, b, _) = setup
     cfg = cli.eval_config(str(a), str(b), _eval_overrides(root))
     assert cfg.dataset.name == "oxford_pets"  # the dataset A was trained on
     rows = interpolate_checkpoints(cfg, str(b), points=3)
@@ -69,7 +69,7 @@ def test_blend_and_coefficients():
 
 
 def test_command_writes_table_json_and_plot_and_rejects_mismatched_checkpoints(setup, tmp_path, capsys):
-    root, (a, b, other), _ = setup
+    root, (a, b, other) = setup
     out = tmp_path / "out"
     assert cli.main([str(a), str(b), *_eval_overrides(root), "--points", "2", "--out", str(out)]) == 0
     report = json.loads((out / "interpolation.json").read_text())

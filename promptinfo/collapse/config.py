@@ -11,11 +11,11 @@ from typing import Any, Optional  # OmegaConf's structured configs read this for
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from promptinfo.engine.schema import INFO_LEVELS, InfoLossConfig
 from promptinfo.errors import ConfigError
 
 ARCHS = ("cnn", "resnet18")
 TRACKED_SPLITS = ("train", "test")
-LEVELS = ("batch", "class")  # promptinfo.losses.interplay.LEVELS
 
 
 @dataclass
@@ -78,23 +78,6 @@ class CollapseTrainerConfig:
 
 
 @dataclass
-class CollapseLossConfig:
-    """The information terms of `promptinfo.losses` (Song et al., arXiv 2406.03999), features against the
-    head rows of their labels, added to cross-entropy with these weights (0: cross-entropy only).
-
-    Attributes:
-        mi_weight: weight of 1 - MIR (of -MI with `use_mir=false`).
-        gap_weight: weight of HDR (of |H(Z) - H(W_y)| with `use_hdr=false`).
-    """
-
-    mi_weight: float = 0.0
-    gap_weight: float = 0.0
-    use_mir: bool = True
-    use_hdr: bool = True
-    level: str = "batch"
-
-
-@dataclass
 class TrackingConfig:
     """What `promptinfo.metrics.CollapseTracker` sees at the end of every epoch (model in eval mode).
 
@@ -116,6 +99,9 @@ class CollapseConfig:
     """Root of `promptinfo-collapse`'s config.
 
     Attributes:
+        loss: the information terms of `promptinfo.losses` (Song et al., arXiv 2406.03999) between the features
+            and the head rows of their labels, added to cross-entropy: `mi_weight` weighs 1 - MIR and
+            `gap_weight` HDR (-MI and |H(Z) - H(W_y)| with `use_mir` / `use_hdr` false); 0: cross-entropy only.
         out: run folder (metrics.jsonl, results.json, trajectories.png, checkpoint.pt while running).
         seed: seeds the initial weights and the data order.
         overwrite: redo a finished run.
@@ -125,7 +111,7 @@ class CollapseConfig:
     data: CollapseDataConfig = field(default_factory=CollapseDataConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     trainer: CollapseTrainerConfig = field(default_factory=CollapseTrainerConfig)
-    loss: CollapseLossConfig = field(default_factory=CollapseLossConfig)
+    loss: InfoLossConfig = field(default_factory=lambda: InfoLossConfig(use_mir=True, use_hdr=True))
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     out: str = "runs/collapse/${data.name}/${classifier.arch}_seed${seed}"
@@ -147,7 +133,7 @@ def validate_collapse_config(cfg: Any) -> DictConfig:
     checks = [
         ("classifier.arch", typed.classifier.arch in ARCHS, f"one of {ARCHS}"),
         ("tracking.split", typed.tracking.split in TRACKED_SPLITS, f"one of {TRACKED_SPLITS}"),
-        ("loss.level", typed.loss.level in LEVELS, f"one of {LEVELS}"),
+        ("loss.level", typed.loss.level in INFO_LEVELS, f"one of {INFO_LEVELS}"),
         ("trainer.epochs", typed.trainer.epochs >= 1, "at least 1"),
         ("trainer.batch_size", typed.trainer.batch_size >= 2, "at least 2 (batch norm needs two images)"),
         ("trainer.eval_batch_size", typed.trainer.eval_batch_size >= 1, "at least 1"),
