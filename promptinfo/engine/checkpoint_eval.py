@@ -111,10 +111,12 @@ def model_config(cfg: DictConfig, meta: dict | None):
         model.pretrained = None
     elif not weights.startswith("file-"):
         model.pretrained = weights
-    elif not (model.pretrained and os.path.isfile(model.pretrained)):
+    elif not (model.pretrained and (os.path.isfile(model.pretrained) or cfg.model.name == meta["backbone"])):
+        # a tag of the same architecture (the demo's `procedural`) may name that file; load_prompt checks it
         raise ConfigError(
             f"{cfg.checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
-            f"{weights}); pass that file again as model.pretrained=/path/to/weights."
+            f"{weights}); pass that file again as model.pretrained=/path/to/weights, or the model preset whose "
+            "weights tag names it (model=demo for the demo CLIP)."
         )
     return model
 
