@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from promptinfo.engine.build import attach_feature_store, build_backbone, build_method, build_runtime
-from promptinfo.engine.checkpoint_eval import info_seed, model_config
+from promptinfo.engine.checkpoint_eval import checkpoint_model_config, info_seed
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.evaluate import classify_features, evaluate, shared_text_features
 from promptinfo.engine.validate import validate_eval_config
@@ -72,7 +72,7 @@ def interpolate_checkpoints(cfg, other: str, points: int) -> list[dict]:
     tensors_a, meta = read_prompt_checkpoint(cfg.checkpoint)
     tensors_b, meta_b = read_prompt_checkpoint(other)
     check_compatible(meta, meta_b, cfg.checkpoint, other)
-    backbone = build_backbone(model_config(cfg, meta))
+    backbone = build_backbone(checkpoint_model_config(cfg.model, meta, cfg.checkpoint))
     rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
     method = build_method(meta["method"], dict(meta["config"]), backbone, data, cfg.seed, rt.device,
