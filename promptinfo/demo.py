@@ -36,8 +36,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from promptinfo.data import procedural
-from promptinfo.errors import ConfigError
-from promptinfo.io import atomic_path
+from promptinfo.errors import ConfigError, DamagedFileError
+from promptinfo.io import atomic_path, read_safetensors, remove_leftover_temps, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -467,16 +467,29 @@ def ensure_demo_backbone(
     """
     recipe = get_recipe(variant)
     path = demo_checkpoint_path(recipe, cache_dir)
-    if path.is_file():
+    if path.is_file() and _intact(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.is_file():
-            return path
+            if _intact(path):
+                return path
+            logger.warning("The cached demo weights %s are damaged; set them aside as %s and pretraining again",
+                           path, set_aside(path).name)
+        for target in (path, path.with_suffix(".json")):  # leftovers of a pretraining that was killed
+            remove_leftover_temps(target)
         logger.info("Pretraining the demo CLIP %s (first use; cached at %s)", recipe.model, path)
         model, report = pretrain_demo_clip(recipe, num_threads=num_threads, workers=workers)
         save_demo_checkpoint(model, report, path)
     return path
+
+
+def _intact(path: Path) -> bool:
+    try:
+        read_safetensors(path, fix="")
+    except DamagedFileError:
+        return False
+    return True
 
 
 def save_demo_checkpoint(model: nn.Module, report: dict, path: str | os.PathLike) -> None:

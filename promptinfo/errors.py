@@ -19,3 +19,17 @@ class BackboneNotSupportedError(PromptInfoError, ValueError):
 
 class CheckpointMismatchError(PromptInfoError, ValueError):
     """A prompt checkpoint does not fit the method, backbone or class list it is loaded onto."""
+
+
+class DamagedFileError(PromptInfoError, ValueError):
+    """A file the toolkit reads is truncated, garbled or not the kind of file its name says.
+
+    Attributes:
+        path: the damaged file.
+        problem: what is wrong with it.
+        fix: what the user can do about it.
+    """
+
+    def __init__(self, path, problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(f"{path} is damaged: {problem}. {fix}")

@@ -28,6 +28,18 @@ def vit_backbone(request) -> promptinfo.Backbone:
     return make_backbone(request.param)
 
 
+@pytest.fixture(scope="module")
+def hydra_configs():
+    """The package's hydra configs for `compose`, with one torch thread, for a test module's tiny runs."""
+    from hydra import initialize_config_module
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with initialize_config_module("promptinfo_configs", version_base="1.3"):
+        yield
+    torch.set_num_threads(threads)
+
+
 def session_temp(tmp_path_factory) -> Path:
     """This test session's temporary folder, shared by the session's pytest-xdist workers."""
     base = tmp_path_factory.getbasetemp()

@@ -47,7 +47,7 @@ def test_train_module_then_eval_command(tmp_path, data):
              "protocol=base2novel"]
     done = call(train, tmp_path, data)
     assert done.returncode == 0, done.stdout + done.stderr
-    folder = tmp_path / "runs" / "default" / "oxford_pets" / "coop" / "base2novel" / "shots2_seed1"
+    folder = tmp_path / "runs" / "coop_pitinyvits_base2novel" / "oxford_pets" / "coop" / "base2novel" / "shots2_seed1"
     results = json.loads((folder / "results.json").read_text())
     assert set(results["evaluations"]) == {"base", "novel"} and "harmonic_mean" in results
     assert "epoch 1/1 step" in done.stdout + done.stderr  # plain log lines when not on a terminal
@@ -62,3 +62,17 @@ def test_train_module_then_eval_command(tmp_path, data):
     evaluated = json.loads((folder / "eval_oxford_pets_base.json").read_text())
     assert evaluated["evaluations"]["test"] == results["evaluations"]["base"]
     assert evaluated["trained_on"]["protocol"] == "base2novel"
+
+    # an explicit method that contradicts the checkpoint is refused, not ignored (exit 2, no traceback)
+    done = call(evaluate + ["method=maple"], tmp_path, data)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "CheckpointMismatchError" in output and "Traceback" not in output, output
+    assert "method=maple, but the checkpoint holds coop prompts" in output
+
+    # a damaged checkpoint is named, with the fix
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes((folder / "prompt.safetensors").read_bytes()[:100])
+    done = call(evaluate[:1] + [f"checkpoint={damaged}"] + evaluate[2:], tmp_path, data)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "DamagedFileError" in output and "Traceback" not in output, output
+    assert f"{damaged} is damaged" in output

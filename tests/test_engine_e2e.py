@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from hydra import compose
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -32,12 +32,8 @@ class Killed(Exception):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _setup():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with initialize_config_module("promptinfo_configs", version_base="1.3"):
-        yield
-    torch.set_num_threads(threads)
+def _setup(hydra_configs):
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,29 @@ def test_loss_input_messages():
         cma_loss(zero, text, labels)
     with pytest.raises(ValueError, match=r"^level must be one of \('batch', 'class'\), got 'sample'$"):
         information_terms(images, text, labels, level="sample")
+
+
+def test_loss_shape_messages():
+    images, text, labels = _randn(4, 5), _randn(3, 5, seed=1), torch.tensor([0, 1, 2, 1])
+    with pytest.raises(ValueError, match=r"^image_features must be \[B, d\], got shape \(1, 4, 5\)$"):
+        cma_loss(images[None], text, labels)
+    with pytest.raises(ValueError, match=r"^per-image text_features \[B, C, d\] need B = 4 rows, got 2$"):
+        cma_loss(images, _randn(2, 3, 5), labels)
+    with pytest.raises(ValueError, match=r"^the batch is empty; losses need at least one sample$"):
+        cma_loss(images[:0], text, labels[:0])
+    for bad_text in (text.clone(), text.expand(4, 3, 5).clone()):
+        bad_text[..., 1, :] = 0.0  # class 1's text feature (of every image)
+        with pytest.raises(ValueError, match=r"^text_features has zero or non-finite rows"):
+            cma_loss(images, bad_text, labels)
+        with pytest.raises(ValueError, match=r"^text_features has zero or non-finite rows"):
+            information_terms(images, bad_text, labels, level="class")
+
+
+def test_information_terms_weights_are_keyed_like_its_terms():
+    images, text, labels = _randn(6, 5), _randn(3, 5, seed=1), torch.tensor([0, 1, 2, 0, 1, 2])
+    for use_mir in (False, True):
+        for use_hdr in (False, True):
+            config = InformationTerms(mi_weight=0.5, gap_weight=2.0, use_mir=use_mir, use_hdr=use_hdr)
+            weights = config.weights()
+            assert set(weights) == set(config(images, text, labels))
+            assert weights == {"mir" if use_mir else "mi": 0.5, "hdr" if use_hdr else "entropy_gap": 2.0}

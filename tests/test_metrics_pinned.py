@@ -3,6 +3,7 @@ entropies differ, where the plausible variants of each formula (min vs max denom
 absolute difference, natural vs other logs, a wrong Renyi prefactor) give different numbers."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -122,6 +123,26 @@ def test_every_function_decomposes_the_matrices_its_path_names(path, sizes, monk
         assert seen == sizes[:1], fn.__name__
 
 
+def test_batched_pairs_choose_their_side_from_the_feature_widths(monkeypatch):
+    """[2, 30, 3] and [2, 30, 4]: the joint Khatri-Rao width 12 is below n = 30, so "auto" takes it."""
+    from promptinfo.metrics import _spectral
+
+    seen = []
+    entropy_of = _spectral.entropy_of
+    monkeypatch.setattr(_spectral, "entropy_of", lambda k, alpha: seen.append(k.shape[-1]) or entropy_of(k, alpha))
+    x, y = torch.randn(2, 30, 3, dtype=torch.float64), torch.randn(2, 30, 4, dtype=torch.float64)
+    information_summary(x, y)
+    assert seen == [3, 4, 12]
+
+
+def test_batched_values_with_gradients_stay_per_item():
+    x = torch.randn(3, 8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    h = matrix_entropy(x)
+    assert h.shape == (3,)
+    for i in range(3):
+        assert h[i].item() == pytest.approx(matrix_entropy(x[i].detach()).item(), abs=1e-12)
+
+
 def test_errors_name_the_bad_argument():
     x, y = (torch.from_numpy(a) for a in _unequal_pair())
     y_bad = y.clone()
@@ -134,3 +155,42 @@ def test_errors_name_the_bad_argument():
         mir(x, y[:5])
     with pytest.raises(ValueError, match=r"^normalized matrix entropy divides by log n and needs n >= 2 samples"):
         matrix_entropy(x[:1], normalized=True)
+
+
+def test_tiny_true_eigenvalues_are_kept_and_only_rounding_noise_is_dropped():
+    """20 rows: 19 orthonormal ones and a 20th at angle theta from the first. The spectrum of K is 18 x 1/20
+    and (1 +- cos theta) / 20; with 1 - cos theta = 4e-14 the smallest eigenvalue, 2e-15, is far above
+    the rounding noise (~1e-17) and below 20 * eps, so it must count in the order-1/2 entropy."""
+    theta = math.acos(1 - 4e-14)
+    x = torch.eye(20, dtype=torch.float64)
+    x[19] = 0.0
+    x[19, 0], x[19, 19] = math.cos(theta), math.sin(theta)
+    c = float(x[19, 0])
+    eig = [1 / 20] * 18 + [(1 + c) / 20, (1 - c) / 20]
+    expected = 2 * math.log(sum(math.sqrt(e) for e in eig))
+    without_smallest = 2 * math.log(sum(math.sqrt(e) for e in eig[:-1]))
+    assert expected - without_smallest > 1e-8
+    for grad in (False, True):
+        got = matrix_entropy(x.clone().requires_grad_(grad), alpha=0.5, path="samples").item()
+        assert got == pytest.approx(expected, abs=2e-9)
+
+
+def test_empty_and_bad_single_inputs_are_named():
+    x, _ = (torch.from_numpy(a) for a in _unequal_pair())
+    for empty in (x[:0], x[:, :0], torch.zeros(2, 3, 0, dtype=torch.float64), torch.zeros(2, 0, 3, dtype=torch.float64)):
+        shape = tuple(empty.shape)
+        with pytest.raises(ValueError, match=rf"^x is empty \(shape {re.escape(str(shape))}\); pass at least one"):
+            matrix_entropy(empty)
+    bad = x.clone()
+    bad[5, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"^x has zero or non-finite rows \(e\.g\. sample indices \[5\]\)"):
+        matrix_entropy(bad)
+
+
+def test_bad_rows_are_listed_by_sample_index_up_to_five():
+    x = torch.ones(2, 9, 3, dtype=torch.float64)
+    x[1, [1, 2, 4, 6, 7, 8]] = 0.0  # six bad samples of the second batch item
+    message = (r"^x has zero or non-finite rows \(e\.g\. sample indices \[1, 2, 4, 6, 7\]\); matrix entropy needs "
+               r"finite, non-zero feature vectors: drop or fix those samples$")
+    with pytest.raises(ValueError, match=message):
+        matrix_entropy(x)

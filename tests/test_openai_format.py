@@ -1,5 +1,6 @@
 """OpenAI-format checkpoints load with the architecture inferred from the weights, matching OpenAI's code."""
 
+import logging
 import sys
 import types
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 import promptinfo
+from promptinfo.backbones import _torchscript
+from promptinfo.backbones.openai_format import read_openai_state_dict
 from tests.conftest import make_backbone
 
 
@@ -74,3 +77,40 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": {"a": torch.zeros(1)}, "obj": types.SimpleNamespace(x=1)}, path)
     with pytest.raises(promptinfo.errors.WeightsUnavailableError, match="tensor-only state dict"):
         promptinfo.create_backbone(str(path))
+
+
+def test_a_torchscript_archive_is_read_without_running_its_code(openai_files, monkeypatch):
+    expected = dict(torch.jit.load(str(openai_files["jit"]), map_location="cpu").state_dict())
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load ran the archive's code"))
+    state = read_openai_state_dict(str(openai_files["jit"]))
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], v) and state[k].dtype == v.dtype for k, v in expected.items())
+
+
+def test_an_archive_beyond_the_allow_list_runs_only_with_a_warning(openai_files, monkeypatch, caplog):
+    monkeypatch.setattr(_torchscript, "_ALLOWED", {})  # as if the archive held a global the reader does not know
+    with caplog.at_level(logging.WARNING):
+        state = read_openai_state_dict(str(openai_files["jit"]))
+    assert "torch.jit.load runs the TorchScript code stored in it" in caplog.text and "sources you trust" in caplog.text
+    assert "visual.proj" in state
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated_archive", "truncated_plain"])
+def test_damaged_weight_files_are_named(damage, openai_files, tmp_path):
+    path = tmp_path / "ViT-B-16.pt"
+    if damage == "garbage":
+        path.write_bytes(b"<html>quota exceeded</html>")
+    else:
+        source = openai_files["jit" if damage == "truncated_archive" else "plain"].read_bytes()
+        path.write_bytes(source[: len(source) // 2])
+    with pytest.raises(promptinfo.errors.WeightsUnavailableError, match="truncated") as err:
+        promptinfo.create_backbone(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_a_damaged_open_clip_weights_file_is_named(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(promptinfo.errors.WeightsUnavailableError, match="cannot be loaded as pi-tiny-vit-s") as err:
+        promptinfo.create_backbone("pi-tiny-vit-s", pretrained=str(path))
+    assert str(path) in str(err.value) and "good copy" in str(err.value)

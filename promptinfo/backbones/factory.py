@@ -104,7 +104,14 @@ def _create_open_clip(name: str, pretrained: str | None, precision: str, cache_d
     if pretrained is None:
         return open_clip.create_model(name, pretrained=None, **kwargs)
     if os.path.isfile(pretrained):
-        return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+        try:  # open_clip reads the file with torch.load(weights_only=True) or safetensors: no code runs
+            return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+        except Exception as err:  # bad bytes raise UnpicklingError, RuntimeError, SafetensorError, ...
+            raise WeightsUnavailableError(
+                f"{pretrained} cannot be loaded as {name} weights ({type(err).__name__}). It is "
+                "truncated or damaged, or holds another architecture's weights: replace it with a good copy, or "
+                "check model.name."
+            ) from None
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
     if not tag_cfg:
         raise ConfigError(

@@ -13,14 +13,15 @@ Typical use::
 from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks)
 from promptinfo.data.errors import CorruptImageError, DataNotFoundError, DownloadError, SplitFileError
 from promptinfo.data.feature_cache import CachedFeatures, FeatureCache
-from promptinfo.data.image_dataset import ImageDataset, collate_skipping, load_rgb
+from promptinfo.data.image_dataset import ImageDataset, collate_skipping, find_unreadable, load_rgb
 from promptinfo.data.items import DatasetSplits, Item
 from promptinfo.data.loading import BenchmarkData, load_benchmark
-from promptinfo.data.protocol import draw_few_shot, few_shot_subset, subsample_classes
+from promptinfo.data.protocol import draw_few_shot, effective_shots, few_shot_subset, subsample_classes
 from promptinfo.data.registry import (
     Benchmark,
     RemoteFile,
     TorchvisionSource,
+    cma_lambda,
     get_benchmark,
     list_datasets,
     register_benchmark,
@@ -48,9 +49,12 @@ __all__ = [
     "TorchvisionSource",
     "build_transform",
     "class_prompts",
+    "cma_lambda",
     "collate_skipping",
     "draw_few_shot",
+    "effective_shots",
     "few_shot_subset",
+    "find_unreadable",
     "get_benchmark",
     "list_datasets",
     "load_benchmark",

@@ -10,6 +10,7 @@ entry encode it once and nobody ever reads a partial file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,8 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from promptinfo.data._io import lock_for
@@ -29,7 +29,8 @@ from promptinfo.data.image_dataset import ImageDataset, collate_skipping
 from promptinfo.data.items import Item
 from promptinfo.data.splits import split_fingerprint
 from promptinfo.data.transforms import ImageTransform
-from promptinfo.io import atomic_path
+from promptinfo.errors import DamagedFileError
+from promptinfo.io import atomic_path, read_safetensors, remove_leftover_temps, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ class FeatureCache:
 
     def load(self, key_parts: Mapping[str, Any], items: Sequence[Item], transform: ImageTransform,
              views: int = 1, seed: int = 0, dtype: torch.dtype = torch.float32) -> CachedFeatures | None:
-        """The cached entry, or ``None`` when it has not been computed."""
+        """The cached entry, or ``None`` when it has not been computed (or was damaged, and is now set aside)."""
         key, path = self._entry(key_parts, items, transform, views, seed, dtype)
-        return _read_entry(path, key, items) if path.is_file() else None
+        return _lookup(path, key, items)
 
     def _entry(self, key_parts, items, transform, views, seed, dtype) -> tuple[dict, Path]:
         key = _full_key(key_parts, items, transform, views, seed, dtype)
@@ -123,11 +124,14 @@ class FeatureCache:
         if views < 1 or (views > 1 and not transform.random):
             raise ValueError(f"views={views}: use 1 view with a deterministic transform, >= 1 with a random one")
         key, path = self._entry(key_parts, items, transform, views, seed, dtype)
-        if path.is_file():
-            return _read_entry(path, key, items)
+        cached = _lookup(path, key, items)
+        if cached is not None:
+            return cached
         with lock_for(path):
-            if path.is_file():  # filled by a concurrent run while we waited
-                return _read_entry(path, key, items)
+            cached = _read_or_set_aside(path, key, items) if path.is_file() else None
+            if cached is not None:  # filled by a concurrent run while we waited
+                return cached
+            remove_leftover_temps(path)  # of a fill that was killed: we hold the entry's lock
             start = time.perf_counter()
             feats, valid = _encode(items, encode_fn, transform, batch_size, views, seed, num_workers, skip_corrupt)
             labels = torch.tensor([i.label for i in items], dtype=torch.long)
@@ -149,15 +153,53 @@ def _full_key(key_parts, items, transform, views, seed, dtype) -> dict:
     return key
 
 
+_ENTRY_FIX = "It is set aside and computed again."
+
+
+def _lookup(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures | None:
+    """The entry, or None when absent or damaged (a damaged one is set aside under the entry's lock)."""
+    if not path.is_file():
+        return None
+    with contextlib.suppress(DamagedFileError):
+        return _read_entry(path, key, items)
+    with lock_for(path):  # a concurrent run may have replaced it meanwhile: read again under the lock
+        return _read_or_set_aside(path, key, items) if path.is_file() else None
+
+
+def _read_or_set_aside(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures | None:
+    """The entry at ``path``; a damaged one is renamed out of the way (kept to look at) and None returned.
+    Call under the entry's lock."""
+    try:
+        return _read_entry(path, key, items)
+    except DamagedFileError as err:
+        aside = set_aside(path)
+        logger.warning("feature cache entry %s is damaged (%s); set it aside as %s and encoding the images again",
+                       path, err.problem, aside.name)
+        return None
+
+
 def _read_entry(path: Path, key: dict, items: Sequence[Item]) -> CachedFeatures:
-    with safe_open(str(path), framework="pt") as f:
-        stored = json.loads((f.metadata() or {}).get("key", "{}"))
+    """Read and check an entry: its key, tensor names, shapes and labels.
+
+    Raises:
+        DamagedFileError: unreadable, or not the entry its name promises.
+    """
+    tensors, metadata = read_safetensors(path, _ENTRY_FIX)
+    try:
+        stored = json.loads(metadata.get("key", "{}"))
+    except json.JSONDecodeError:
+        stored = None
     if stored != key:
-        raise ValueError(f"feature cache file {path} holds another entry ({stored}); delete it to recompute")
-    tensors = load_file(str(path))
+        raise DamagedFileError(path, f"its metadata names another entry ({stored})", _ENTRY_FIX)
+    n = len(items)
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    features = shapes.get("features", ())
+    if len(features) != 3 or features[:2] != (key["views"], n) or not shapes.get("labels") == shapes.get("valid") == (n,):
+        raise DamagedFileError(path, f"tensor shapes {shapes} do not fit {key['views']} views of {n} items",
+                               _ENTRY_FIX)
     labels = torch.tensor([i.label for i in items], dtype=torch.long)
     if not torch.equal(tensors["labels"], labels):
-        raise ValueError(f"feature cache file {path} disagrees with the items' labels; delete it to recompute")
+        raise DamagedFileError(path, "its labels disagree with the items'", _ENTRY_FIX)
     return CachedFeatures(tensors["features"], tensors["labels"], tensors["valid"].bool(), path)
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from promptinfo.data.errors import CorruptImageError
 from promptinfo.data.items import Item
@@ -28,7 +28,7 @@ def load_rgb(path: str) -> Image.Image:
         raise CorruptImageError(f"image file {path} does not exist: {e}") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CorruptImageError(
-            f"cannot decode image {path}: {e}. Replace the file, or set skip_corrupt=True to leave it out"
+            f"cannot decode image {path}: {e}. Replace the file, or pass dataset.skip_corrupt=true to leave it out"
         ) from e
 
 
@@ -72,3 +72,27 @@ def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
         return None
     images, labels, indices = default_collate(kept)
     return images, labels, indices
+
+
+class _Probe(Dataset):
+    """``None`` for an image file that decodes, else ``(index, reason)``."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            load_rgb(self.paths[index])
+        except CorruptImageError as err:
+            return index, str(err.__cause__ or err)
+        return None
+
+
+def find_unreadable(paths: Sequence[str], num_workers: int = 0) -> dict[str, str]:
+    """The files among ``paths`` that cannot be decoded, each with the reason (every file is fully decoded)."""
+    loader = DataLoader(_Probe(paths), batch_size=64, num_workers=num_workers, collate_fn=list)
+    found = (hit for batch in loader for hit in batch if hit is not None)
+    return {paths[index]: reason for index, reason in found}

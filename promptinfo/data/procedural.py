@@ -13,6 +13,7 @@ and a shape that both appear in some base class.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from promptinfo.errors import ConfigError
+from promptinfo.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -481,6 +483,8 @@ def write_procedural_dataset(
                 f"{target} exists but does not hold the procedural benchmark with settings {expected}. "
                 f"Delete that folder to regenerate it, or choose another data root."
             )
+        for leftover in root.glob(f".{glob.escape(name)}.tmp-*"):  # of a writer that was killed (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
         try:
             _write_tree(tmp, spec)
@@ -497,8 +501,7 @@ def _is_complete(target: Path, expected: Mapping) -> bool:
     meta = target / META_FILE
     if not meta.is_file():
         return False
-    with open(meta) as f:
-        return json.load(f) == expected
+    return read_json(meta, fix=f"Delete the folder {target} to generate it again.") == expected
 
 
 def _write_tree(folder: Path, spec: ProceduralSpec) -> None:

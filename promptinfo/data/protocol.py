@@ -9,21 +9,22 @@ continuing the generator; only then are base or novel classes kept (base: the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from promptinfo.data._io import lock_for
-from promptinfo.io import atomic_path, read_json
+from promptinfo.io import atomic_path, read_json, remove_leftover_temps, set_aside
 from promptinfo.data.items import Item
 from promptinfo.data.loading import BenchmarkData
 from promptinfo.data.splits import relative_path, split_fingerprint
-from promptinfo.errors import ConfigError
+from promptinfo.errors import ConfigError, DamagedFileError
 
 logger = logging.getLogger(__name__)
 
@@ -108,22 +109,46 @@ def few_shot_subset(
         folder = Path(cache_dir) if cache_dir is not None else data.root / "split_fewshot"
         train, val = _load_or_draw(data, shots, seed, folder / f"shot_{shots}-seed_{seed}.json", repeat)
         data = replace(data, train=train, val=val, shots=shots, seed=seed)
+        _warn_short_classes(data, shots)
     return subsample_classes(data, subsample)
+
+
+def images_per_class(items: Sequence[Item], num_classes: int) -> list[int]:
+    """How many of ``items`` each label 0..num_classes-1 has."""
+    counts = Counter(item.label for item in items)
+    return [counts.get(label, 0) for label in range(num_classes)]
+
+
+def effective_shots(data: BenchmarkData) -> dict[str, int]:
+    """The fewest and most training images of any class (``{"min": .., "max": ..}``), as a run trains on them."""
+    counts = images_per_class(data.train, data.num_classes)
+    return {"min": min(counts), "max": max(counts)}
+
+
+def _warn_short_classes(data: BenchmarkData, shots: int) -> None:
+    counts = images_per_class(data.train, data.num_classes)
+    short = [f"{data.classnames[label]} ({n})" for label, n in enumerate(counts) if n < shots]
+    if short:
+        logger.warning("%s: %d of %d classes have fewer than %d training images, so they train on fewer shots: %s. "
+                       "results.json records the effective shots per class (shots_effective).", data.key,
+                       len(short), data.num_classes, shots, ", ".join(short))
 
 
 def _load_or_draw(data: BenchmarkData, shots: int, seed: int, path: Path, repeat: bool):
     fingerprint = split_fingerprint(data.train, data.val, root=data.image_root)
-    stored = _read_index(path, data, shots, seed, fingerprint, repeat)
-    if stored is not None:
-        return stored
+    with contextlib.suppress(DamagedFileError):  # checked again, set aside and warned about under the lock
+        stored = _read_index(path, data, shots, seed, fingerprint, repeat, quiet=True)
+        if stored is not None:
+            return stored
     meta = {"format": INDEX_FORMAT, "benchmark": data.key, "shots": shots, "seed": seed, "repeat": repeat,
             "source_split": data.split_source, "source_fingerprint": fingerprint}
     try:
         with lock_for(path):
-            stored = _read_index(path, data, shots, seed, fingerprint, repeat)  # another run may have written it
-            if stored is not None:
+            stored = _read_index_or_set_aside(path, data, shots, seed, fingerprint, repeat)
+            if stored is not None:  # another run may have written it
                 return stored
             train, val = draw_few_shot(data, shots, seed, repeat)
+            remove_leftover_temps(path)
             _write_index(path, meta, train, None if data.val_is_test else val, data.image_root)
     except OSError as e:
         logger.warning("%s: cannot write the few-shot index %s (%s); pass a writable cache_dir to keep it",
@@ -133,25 +158,51 @@ def _load_or_draw(data: BenchmarkData, shots: int, seed: int, path: Path, repeat
     return train, val
 
 
-def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool):
+def _read_index_or_set_aside(path: Path, data: BenchmarkData, *args):
+    """`_read_index`, but a damaged index is renamed out of the way (kept to look at) and None returned."""
+    try:
+        return _read_index(path, data, *args)
+    except DamagedFileError as err:
+        aside = set_aside(path)
+        logger.warning("%s: the few-shot index %s is damaged (%s); set it aside as %s and drawing again",
+                       data.key, path, err.problem, aside.name)
+        return None
+
+
+def _read_index(path: Path, data: BenchmarkData, shots: int, seed: int, fingerprint: str, repeat: bool,
+                quiet: bool = False):
+    """The stored (train, val) draw; None when absent or drawn with other settings (a warning, or a debug line
+    when ``quiet``: the first, lock-free read, which the read under the lock repeats).
+
+    Raises:
+        DamagedFileError: the file is not JSON or lacks well-formed item rows.
+    """
     if not path.is_file():
         return None
-    try:
-        index = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        logger.warning("%s: %s is not valid JSON (%s); drawing again", data.key, path, e)
-        return None
+    index = read_json(path)
+    if not isinstance(index, dict):
+        raise DamagedFileError(path, f"expected a JSON object, found {type(index).__name__}", _INDEX_FIX)
     wanted = {"format": INDEX_FORMAT, "shots": shots, "seed": seed, "repeat": repeat, "source_fingerprint": fingerprint}
     stale = {k: index.get(k) for k, v in wanted.items() if index.get(k) != v}
     if stale:
-        logger.warning("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
+        log = logger.debug if quiet else logger.warning
+        log("%s: %s was drawn from another split or setting (%s); drawing again", data.key, path, stale)
         return None
-    root = data.image_root
+    train = _index_items(index.get("train"), data.image_root, path)
+    return train, data.test if data.val_is_test else _index_items(index.get("val"), data.image_root, path)
 
-    def items(rows) -> list[Item]:
-        return [Item(str(root / p), int(y), str(c)) for p, y, c in rows]
 
-    return items(index["train"]), data.test if data.val_is_test else items(index["val"])
+_INDEX_FIX = "It is set aside and drawn again from the split (same seed, same images)."
+
+
+def _index_items(rows, root: Path, path: Path) -> list[Item]:
+    def well_formed(row) -> bool:
+        return (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and isinstance(row[2], str)
+                and isinstance(row[1], int) and not isinstance(row[1], bool))
+
+    if not isinstance(rows, list) or not all(well_formed(row) for row in rows):
+        raise DamagedFileError(path, "its item lists are not [path, label, class name] rows", _INDEX_FIX)
+    return [Item(str(root / p), y, c) for p, y, c in rows]
 
 
 def _write_index(path: Path, meta: dict, train: list[Item], val: list[Item] | None, root: Path) -> None:

@@ -8,7 +8,6 @@ When present it is used as is, so results match published ones.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
@@ -16,6 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from promptinfo.errors import DamagedFileError
 from promptinfo.io import read_json, write_json
 from promptinfo.data.errors import DataNotFoundError, SplitFileError, prepare_command
 from promptinfo.data.items import DatasetSplits, Item
@@ -38,8 +38,8 @@ def read_split_file(path: str | os.PathLike, image_root: str | os.PathLike) -> D
     path = Path(path)
     try:
         raw = read_json(path)
-    except json.JSONDecodeError as e:
-        raise SplitFileError(f"{path} is not valid JSON ({e}); delete it and fetch it again") from e
+    except (DamagedFileError, OSError) as e:
+        raise SplitFileError(f"{path} cannot be read ({e}); delete it and fetch it again") from None
     if not isinstance(raw, dict) or any(s not in raw for s in SPLITS):
         raise SplitFileError(f"{path} must be a JSON object with keys {list(SPLITS)}; found {_keys(raw)}")
     splits = {s: _parse_items(raw[s], s, path, Path(image_root)) for s in SPLITS}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from promptinfo.errors import CheckpointMismatchError
+from promptinfo.errors import CheckpointMismatchError, DamagedFileError
 from promptinfo.io import atomic_path
 
 FORMAT_VERSION = 1
@@ -77,15 +77,32 @@ def save_resume_checkpoint(path: str | os.PathLike, *, method, optimizer, schedu
         torch.save(state, tmp)
 
 
+_STATE_KEYS = ("format", "fingerprint", "epoch", "step", "prompt", "optimizer", "scheduler", "scaler", "rng")
+"""What `save_resume_checkpoint` writes."""
+
+
 def load_resume_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict:
     """Read a resume checkpoint and check that it belongs to a run with the same training config.
 
+    Nothing is changed on disk: a refused checkpoint stays where it is, as evidence.
+
     Raises:
+        DamagedFileError: the file is truncated or garbled, or lacks part of the state.
         CheckpointMismatchError: the checkpoint was written by a run with another config.
     """
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    fix = ("The run cannot resume from it. Pass overwrite=true to start this run folder afresh (it replaces the "
+           "folder's files; copy the checkpoint elsewhere first to keep it), or use another run_dir.")
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # bad bytes raise UnpicklingError, RuntimeError, EOFError, ...
+        problem = f"torch cannot read it ({type(err).__name__}): it is truncated or not a checkpoint"
+        raise DamagedFileError(path, problem, fix) from None
+    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise DamagedFileError(path, f"it lacks parts of the resume state (found {found})", fix)
     if state.get("format") != FORMAT_VERSION:
-        raise CheckpointMismatchError(f"{path} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}.")
+        raise CheckpointMismatchError(f"{path} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}. "
+                                      "Pass overwrite=true to start this run folder afresh.")
     if state["fingerprint"] != fingerprint:
         raise CheckpointMismatchError(
             f"{path} was written by a run with a different training config (fingerprint {state['fingerprint']} "

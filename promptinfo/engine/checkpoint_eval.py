@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from promptinfo.backbones import list_backbones
@@ -19,22 +21,33 @@ from promptinfo.engine.build import (
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
-from promptinfo.engine.validate import validate_eval_config
-from promptinfo.errors import ConfigError
+from promptinfo.engine.protocols import EvalPlan, Plan
+from promptinfo.engine.screening import screen_images
+from promptinfo.engine.validate import method_options, validate_eval_config
+from promptinfo.errors import CheckpointMismatchError, ConfigError
 from promptinfo.io import write_json
 from promptinfo.methods import load_prompt, read_prompt_checkpoint
 
 logger = logging.getLogger("promptinfo.engine")
 
 
-def evaluate_checkpoint(cfg) -> dict:
+def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     """Evaluate and write a results JSON; returns its content.
 
     With `checkpoint` set, the method, its options and the backbone come from the checkpoint's
     metadata; weights saved from a local file must be given again as `model.pretrained`.
+
+    Args:
+        overrides: the command line's overrides (hydra's `overrides.task`). A method, method option or
+            backbone chosen there that contradicts the checkpoint is refused, never silently replaced.
+
+    Raises:
+        CheckpointMismatchError: an explicit choice contradicts the checkpoint.
     """
     cfg = validate_eval_config(cfg)
     meta = read_prompt_checkpoint(cfg.checkpoint)[1] if cfg.checkpoint else None
+    if meta is not None:
+        refuse_contradictions(cfg, meta, overrides)
     name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
     backbone = build_backbone(_model_config(cfg, meta))
     rt = build_runtime(cfg.trainer, backbone)
@@ -45,6 +58,9 @@ def evaluate_checkpoint(cfg) -> dict:
         load_prompt(method, cfg.checkpoint)
         logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)
     attach_feature_store(rt, method, cfg.feature_cache)
+    plan, skipped = screen_images(Plan(None, [EvalPlan("test", data, cfg.protocol.subsample)]), method, rt,
+                                  cfg.dataset.skip_corrupt)
+    data = plan.evaluations[0].data
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
                       seed=mix_seed(cfg.seed, 5))
     results = {
@@ -52,6 +68,7 @@ def evaluate_checkpoint(cfg) -> dict:
         "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
         "weights": backbone.weights_id, "trained_on": _trained_on(meta),
         "evaluations": {"test": result.record()}, "metrics": {"test": result.metrics} if result.metrics else {},
+        "skipped_images": skipped,
     }
     path = output_path(cfg, name, backbone.name)
     write_json(path, results)
@@ -95,6 +112,47 @@ def _model_config(cfg: DictConfig, meta: dict | None):
             f"{weights}); pass that file again as model.pretrained=/path/to/weights."
         )
     return model
+
+
+def refuse_contradictions(cfg: DictConfig, meta: dict, overrides: Sequence[str]) -> None:
+    """Refuse command-line choices of method, method options or backbone that the checkpoint contradicts.
+
+    Values that only come from the config's defaults are replaced by the checkpoint's, as documented.
+    """
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    conflicts = _method_conflicts(cfg, meta, keys) + _model_conflicts(cfg, meta, keys)
+    if conflicts:
+        raise CheckpointMismatchError(
+            f"{cfg.checkpoint} fixes the method, its options and the backbone; the command line asks otherwise: "
+            + "; ".join(conflicts) + ". Drop those overrides to evaluate the checkpoint as trained, or pass a "
+            "checkpoint trained with what you asked for."
+        )
+
+
+def _method_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
+    option_keys = sorted(k for k in keys if k.startswith("method."))
+    if "method" not in keys and not option_keys:
+        return []
+    if cfg.method.name != meta["method"]:
+        return [f"method={cfg.method.name}, but the checkpoint holds {meta['method']} prompts"]
+    options, saved = method_options(cfg.method), meta["config"]
+    conflicts = []
+    for key in option_keys:
+        option = key.removeprefix("method.")
+        if option in saved and options.get(option) != saved[option]:
+            conflicts.append(f"{key}={options.get(option)!r}, but the checkpoint was trained with {saved[option]!r}")
+    return conflicts
+
+
+def _model_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
+    conflicts = []
+    if keys & {"model", "model.name"} and meta["backbone"] not in (cfg.model.name, Path(cfg.model.name).stem):
+        conflicts.append(f"model.name={cfg.model.name}, but the checkpoint was trained on {meta['backbone']}")
+    weights = meta["weights"]  # weights from a file are compared by fingerprint when the prompt is loaded
+    if "model.pretrained" in keys and not weights.startswith("file-") and (cfg.model.pretrained or "random") != weights:
+        conflicts.append(f"model.pretrained={cfg.model.pretrained}, but the checkpoint was trained with weights "
+                         f"{'null (random)' if weights == 'random' else weights}")
+    return conflicts
 
 
 def _trained_on(meta: dict | None) -> dict | None:

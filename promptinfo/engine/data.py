@@ -169,6 +169,11 @@ class FeatureStore:
         )
         return entry.view(0)
 
+    def has_features(self, items: Sequence[Item], dataset: str, split: str) -> bool:
+        """Whether `features(items, dataset, split)` is already in the cache (it then decodes no image)."""
+        key = {**self.key, "dataset": dataset, "split": split}
+        return self.cache.path_for(key, items, build_transform(self.preprocess_cfg, train=False)).is_file()
+
     def train_views(self, items: Sequence[Item], dataset: str, views: int, seed: int, transform) -> torch.Tensor:
         """Features `[views, n, d]` of `views` views of every training image under the random `transform`."""
         entry = self.cache.get_or_compute(

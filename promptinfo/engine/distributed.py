@@ -274,10 +274,16 @@ class FollowerRunFolder(rf.RunFolder):
     def append_metrics(self, row: dict) -> None:
         return None
 
-    def truncate_metrics(self, last_epoch: int) -> None:
+    def remove_leftover_temps(self) -> None:
         return None
 
-    def attach_log(self, level: int = logging.INFO) -> logging.Handler:
+    def write_metric_lines(self, lines: list[str]) -> None:
+        return None
+
+    def hold_log(self, level: int = logging.INFO) -> logging.Handler:
+        return logging.NullHandler()
+
+    def attach_log(self, level: int = logging.INFO, held=None) -> logging.Handler:
         return logging.NullHandler()
 
 

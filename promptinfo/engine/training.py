@@ -8,11 +8,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from promptinfo.data import build_transform
+from promptinfo.data import build_transform, effective_shots
 from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
 from promptinfo.engine.build import (
@@ -32,11 +34,11 @@ from promptinfo.engine.objective import Objective
 from promptinfo.engine.optim import build_optimizer, build_scheduler
 from promptinfo.engine.progress import Progress, ScalarWriter
 from promptinfo.engine.protocols import Plan, plan_run
+from promptinfo.engine.screening import screen_images
 from promptinfo.engine.semi_build import build_semi_step
 from promptinfo.engine.unlabelled import NoLabelledBatches
 from promptinfo.engine.validate import validate_train_config
 from promptinfo.errors import ConfigError
-from promptinfo.io import read_json
 from promptinfo.methods import save_prompt
 from promptinfo.metrics import harmonic_mean
 
@@ -57,36 +59,105 @@ def train(cfg, callbacks: Sequence[EpochCallback] = ()) -> dict:
 
     A finished run (results.json with status finished) is not redone unless `overwrite=true`; an
     interrupted one resumes from its last epoch checkpoint and ends with the numbers of an
-    uninterrupted run. `callbacks` run after every epoch's metrics and checkpoint are written.
+    uninterrupted run. A run refused at start-up (another config's checkpoint, a damaged file, missing
+    data, a corrupt image) leaves its folder as it was. `callbacks` run after every epoch's metrics and
+    checkpoint are written.
 
     Returns:
         The results.json content.
     """
     cfg = validate_train_config(cfg)
+    fingerprint = config_fingerprint(cfg)
     with dist.run_folder(cfg.run_dir) as run:  # under torchrun rank 0 alone locks and writes it
-        finished = run.finished()
-        dist.barrier()  # every rank has read the folder before rank 0 may clear it
-        if finished and not cfg.overwrite:
-            return _finished_results(run, config_fingerprint(cfg))
-        if cfg.overwrite:
-            run.clear()
-            dist.barrier()
-        handler = run.attach_log()
+        start = FolderState() if cfg.overwrite else read_folder(run, fingerprint)
+        dist.barrier()  # every rank has read the folder before rank 0 may change it
+        if start.results is not None:
+            logger.info("%s already finished; skipping it (pass overwrite=true to redo it).", run.path)
+            return start.results
+        held = run.hold_log()
         try:
-            return _run(cfg, run, callbacks)
+            setup = _set_up(cfg)
+            handler = _accept(cfg, run, start, held)
+        finally:
+            run.detach_log(held)
+        try:
+            return _run(cfg, run, setup, start, callbacks)
         finally:
             run.detach_log(handler)
 
 
-def _finished_results(run: rf.RunFolder, fingerprint: str) -> dict:
-    results = read_json(run.file(rf.RESULTS))
-    if results.get("config_fingerprint") != fingerprint:
-        raise ConfigError(
-            f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
-            "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
-        )
-    logger.info("%s already finished; skipping it (pass overwrite=true to redo it).", run.path)
-    return results
+@dataclass
+class FolderState:
+    """What a run folder holds when a run starts, read before anything in it changes.
+
+    Attributes:
+        results: results.json of a finished run of the same config.
+        checkpoint: the resume state of an interrupted run of the same config.
+        metric_lines: metrics.jsonl lines of the epochs the checkpoint has finished.
+    """
+
+    results: dict | None = None
+    checkpoint: dict | None = None
+    metric_lines: list[str] = field(default_factory=list)
+
+
+def read_folder(run: rf.RunFolder, fingerprint: str) -> FolderState:
+    """Read and check the run folder (nothing is written).
+
+    Raises:
+        ConfigError: it holds a finished run of another config.
+        CheckpointMismatchError: its checkpoint was written by another config.
+        DamagedFileError: results.json, checkpoint.pt or metrics.jsonl is damaged.
+    """
+    if run.finished():
+        results = run.read_results()
+        if results.get("config_fingerprint") != fingerprint:
+            raise ConfigError(
+                f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
+                "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
+            )
+        return FolderState(results=results)
+    if not run.file(rf.CHECKPOINT).is_file():
+        return FolderState()
+    checkpoint = load_resume_checkpoint(run.file(rf.CHECKPOINT), fingerprint)
+    return FolderState(checkpoint=checkpoint, metric_lines=run.metric_lines_until(int(checkpoint["epoch"])))
+
+
+@dataclass
+class Setup:
+    """What a run builds before it may write into its folder."""
+
+    method: Any
+    rt: Any
+    plan: Plan
+    skipped_images: list[str]
+    started: float
+
+
+def _set_up(cfg: DictConfig) -> Setup:
+    started = time.perf_counter()
+    backbone = build_backbone(cfg.model)
+    rt = build_runtime(cfg.trainer, backbone)
+    plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
+    name, options = method_from_config(cfg.method)
+    method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
+    attach_feature_store(rt, method, cfg.feature_cache)
+    plan, skipped = screen_images(plan, method, rt, cfg.dataset.skip_corrupt)
+    return Setup(method, rt, plan, skipped, started)
+
+
+def _accept(cfg: DictConfig, run: rf.RunFolder, start: FolderState, held) -> logging.Handler:
+    """The run goes ahead: from here on it writes into its folder (train.log gets the records held so far)."""
+    if cfg.overwrite:
+        run.clear()
+    else:
+        run.remove_leftover_temps()
+    dist.barrier()
+    run.write_metric_lines(start.metric_lines)
+    run.write_config(cfg)
+    handler = run.attach_log(held=held)
+    logger.info("run folder %s", run.path)
+    return handler
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
@@ -101,19 +172,12 @@ def config_fingerprint(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback]) -> dict:
-    start = time.perf_counter()
+def _run(cfg: DictConfig, run: rf.RunFolder, setup: Setup, start: FolderState,
+         callbacks: Sequence[EpochCallback]) -> dict:
+    method, rt, plan = setup.method, setup.rt, setup.plan
     writer = ScalarWriter(run.file(rf.TENSORBOARD)) if cfg.trainer.tensorboard and dist.is_main() else None
-    run.write_config(cfg)
-    logger.info("run folder %s", run.path)
-    backbone = build_backbone(cfg.model)
-    rt = build_runtime(cfg.trainer, backbone)
-    plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
-    name, options = method_from_config(cfg.method)
-    method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
-    attach_feature_store(rt, method, cfg.feature_cache)
     try:
-        state = _train_if_needed(cfg, run, method, plan, rt, callbacks, writer)
+        state = _train_if_needed(cfg, run, method, plan, rt, start.checkpoint, callbacks, writer)
     finally:
         if writer is not None:
             writer.close()
@@ -122,8 +186,8 @@ def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback])
     results = _evaluate_all(cfg, method, plan, rt)
     if plan.unlabelled is not None and state.epoch > 0 and dist.is_main():
         results["pseudo_labels"] = pseudo_label_summary(run.read_metrics())
-    results.update(epochs=state.epoch, steps=state.step, config_fingerprint=config_fingerprint(cfg),
-                   wall_time_s=time.perf_counter() - start)
+    results.update(skipped_images=setup.skipped_images, epochs=state.epoch, steps=state.step,
+                   config_fingerprint=config_fingerprint(cfg), wall_time_s=time.perf_counter() - setup.started)
     run.write_results(results)
     if dist.is_main() and not cfg.trainer.keep_checkpoint and run.file(rf.CHECKPOINT).exists():
         run.file(rf.CHECKPOINT).unlink()
@@ -131,7 +195,7 @@ def _run(cfg: DictConfig, run: rf.RunFolder, callbacks: Sequence[EpochCallback])
     return results
 
 
-def _train_if_needed(cfg, run, method, plan: Plan, rt, callbacks, writer) -> FitState:
+def _train_if_needed(cfg, run, method, plan: Plan, rt, checkpoint, callbacks, writer) -> FitState:
     trainable = any(p.requires_grad for p in method.prompt.parameters())
     if plan.train is None:
         return FitState()
@@ -139,13 +203,12 @@ def _train_if_needed(cfg, run, method, plan: Plan, rt, callbacks, writer) -> Fit
     if cfg.trainer.epochs == 0 or not trainable:
         reason = "trainer.epochs=0" if trainable else f"{method.registry_name} has no trainable parameters"
         logger.info("no training (%s); evaluating the method as initialised", reason)
-        run.truncate_metrics(-1)
         _append(run, writer, {"epoch": 0, "step": 0, **probe(method)})
         return FitState()
-    return _fit(cfg, run, method, plan, rt, probe, callbacks, writer)
+    return _fit(cfg, run, method, plan, rt, probe, checkpoint, callbacks, writer)
 
 
-def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState:
+def _fit(cfg, run, method, plan: Plan, rt, probe, checkpoint, callbacks, writer) -> FitState:
     t = cfg.trainer
     batches = _batches(cfg, method, plan, rt)
     optimizer = build_optimizer(method.prompt.parameters(), t)
@@ -155,15 +218,13 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, callbacks, writer) -> FitState
             t.clip_grad_norm, build_semi_step(cfg, method, plan, rt) if plan.unlabelled is not None else None)
     fingerprint = config_fingerprint(cfg)
     state = FitState()
-    if run.file(rf.CHECKPOINT).is_file():
-        saved = load_resume_checkpoint(run.file(rf.CHECKPOINT), fingerprint)
-        state.epoch, state.step = restore(saved, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    if checkpoint is not None:  # read and checked (with metrics.jsonl) before the run touched its folder
+        state.epoch, state.step = restore(checkpoint, method=method, optimizer=optimizer, scheduler=scheduler,
+                                          scaler=scaler)
         if f.unlabelled is not None:
-            f.unlabelled.strategy.load_state_dict(saved["extra"]["pseudo"])
-        run.truncate_metrics(state.epoch)
+            f.unlabelled.strategy.load_state_dict(checkpoint["extra"]["pseudo"])
         logger.info("resuming after epoch %d/%d (step %d)", state.epoch, t.epochs, state.step)
     else:
-        run.truncate_metrics(-1)
         _append(run, writer, {"epoch": 0, "step": 0, "lr": optimizer.param_groups[0]["lr"], **probe(method)})
 
     def on_epoch_end(s: FitState, row: dict) -> None:
@@ -244,7 +305,8 @@ def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
             metrics[ev.name] = result.metrics
     results = {
         "status": "finished", "method": cfg.label or method.registry_name, "dataset": cfg.dataset.name,
-        "protocol": cfg.protocol.name, "shots": cfg.protocol.shots, "seed": cfg.seed,
+        "protocol": cfg.protocol.name, "shots": cfg.protocol.shots,
+        "shots_effective": effective_shots(plan.train) if plan.train is not None else None, "seed": cfg.seed,
         "backbone": method.backbone.name, "weights": method.backbone.weights_id, "experiment": cfg.experiment_name,
         "evaluations": evaluations,
     }

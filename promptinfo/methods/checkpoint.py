@@ -7,14 +7,15 @@ import json
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
+from safetensors.torch import save_file
 
-from promptinfo.errors import CheckpointMismatchError
-from promptinfo.io import atomic_path
+from promptinfo.errors import CheckpointMismatchError, DamagedFileError
+from promptinfo.io import atomic_path, read_safetensors
 from promptinfo.methods.base import PromptMethod
 
 _META_KEY = "promptinfo"
+_META_FIELDS = ("method", "config", "backbone", "weights", "classnames", "class_specific")
+"""What `prompt_metadata` writes and loading needs."""
 
 
 def prompt_metadata(method: PromptMethod) -> dict:
@@ -38,14 +39,26 @@ def save_prompt(method: PromptMethod, path: str | os.PathLike, extra: dict | Non
 
 
 def read_prompt_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors and metadata of a prompt checkpoint (no code is executed while reading)."""
+    """The tensors and metadata of a prompt checkpoint (no code is executed while reading).
+
+    Raises:
+        DamagedFileError: truncated, not a safetensors file, or its metadata is unreadable.
+        CheckpointMismatchError: a safetensors file that is not a promptinfo prompt checkpoint.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No prompt checkpoint at {path}.")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
-    if not meta:
+    fix = "Copy it again from where it was trained, or retrain that run (overwrite=true) to write it afresh."
+    tensors, metadata = read_safetensors(path, fix)
+    if _META_KEY not in metadata:
         raise CheckpointMismatchError(f"{path} is not a promptinfo prompt checkpoint (no metadata).")
-    return load_file(str(path)), meta
+    try:
+        meta = json.loads(metadata[_META_KEY])
+    except json.JSONDecodeError as err:
+        raise DamagedFileError(path, f"its metadata is not valid JSON ({err})", fix) from None
+    missing = [k for k in _META_FIELDS if k not in meta] if isinstance(meta, dict) else list(_META_FIELDS)
+    if missing:
+        raise DamagedFileError(path, f"its metadata lacks {missing}", fix)
+    return tensors, meta
 
 
 def load_prompt(method: PromptMethod, path: str | os.PathLike) -> dict:

@@ -31,8 +31,9 @@ class KgCoOpConfig(CoOpConfig):
 
     kg_weight: lambda of the knowledge-guided term (paper and code: 8.0).
     template: hand-crafted template of the frozen class features w^clip; None (default) uses the
-        dataset's first template, as the authors do (e.g. "a photo of a {}, a type of pet."), or
-        "a photo of a {}." without a dataset.
+        dataset's template as the authors do: the engine passes their own table (KgCoOp repository,
+        KgCoOp/trainers/kgcoop.py, e.g. "a photo of a {}, a type of pet."; on DTD it differs from CoOp's,
+        see `Benchmark.method_templates`), or "a photo of a {}." without a dataset.
     """
 
     n_ctx: int = 4

@@ -3,6 +3,7 @@
 from collections import defaultdict
 from pathlib import Path
 
+from promptinfo.data.errors import prepare_command
 from promptinfo.io import read_json
 from promptinfo.data.items import DatasetSplits
 from promptinfo.data.matlab import load_mat
@@ -18,7 +19,8 @@ def read_split(folder: Path) -> DatasetSplits:
     by_label: dict[int, list[str]] = defaultdict(list)
     for i, label in enumerate(load_mat(folder / "imagelabels.mat")["labels"]):
         by_label[int(label)].append(str(folder / "jpg" / f"image_{i + 1:05d}.jpg"))
-    names = read_json(folder / "cat_to_name.json")
+    fetch = f"Fetch it again with `{prepare_command('oxford_flowers', str(folder.parent))}`."
+    names = read_json(folder / "cat_to_name.json", fix=fetch)
     groups = [(label - 1, names[str(label)], paths) for label, paths in by_label.items()]
     return DatasetSplits(*split_per_class(groups), source="rebuilt")
 
@@ -31,6 +33,7 @@ OXFORD_FLOWERS = register_benchmark(
         image_dir="jpg",
         split_file="split_zhou_OxfordFlowers.json",
         template="a photo of a {}, a type of flower.",
+        cma_lambda=0.7,
         num_classes=102,
         sizes=(4093, 1633, 2463),
         required=("jpg", "imagelabels.mat", "cat_to_name.json"),
