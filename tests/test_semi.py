@@ -342,3 +342,23 @@ def test_pseudo_presets_hold_the_published_settings(preset):
 def test_semi_supervised_protocol_labels_two_shots_as_menghini_et_al():
     cfg = compose("train", overrides=["protocol=semi_supervised"])
     assert cfg.protocol.shots == 2  # N_LABEL: 2 in menghini-neurips23-code's methods_config/*.yml
+
+
+# --------------------------------------------------------------------------------------------- report
+def test_report_tables_pseudo_labels_with_seed_means(tmp_path):
+    from promptinfo.report import build_tables, load_runs
+
+    for seed, (acc, pseudo_acc) in {1: (60.0, 70.0), 2: (64.0, 74.0)}.items():
+        folder = tmp_path / f"coop+fpl/semi_supervised/shots2_seed{seed}"
+        folder.mkdir(parents=True)
+        results = {"status": "finished", "method": "coop+fpl", "dataset": "dtd", "protocol": "semi_supervised",
+                   "shots": 2, "seed": seed, "backbone": "ViT-B-16", "weights": "openai", "experiment": None,
+                   "evaluations": {"test": {"dataset": "dtd", "subsample": "all", "correct": int(acc * 10),
+                                            "total": 1000, "accuracy": acc}},
+                   "pseudo_labels": {"accuracy": pseudo_acc, "labelled": 100 + seed, "seen": 200}, "wall_time_s": 1.0}
+        (folder / "results.json").write_text(json.dumps(results))
+    [table] = build_tables(load_runs(tmp_path).frame)
+    row = table.display.iloc[0]
+    assert table.name == "pseudo_labels" and (row["Protocol"], row["Dataset"]) == ("semi_supervised", "dtd")
+    assert row["Test"] == "62.00 ± 2.83" and row["Pseudo-label acc."] == "72.00"
+    assert row["Pseudo-labelled / epoch"] == "102"  # mean of 101 and 102, rounded for display
