@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from promptinfo.cli._hydra import check_command_line
 from promptinfo.engine import validate_eval_config, validate_train_config
@@ -65,13 +66,28 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli")
 
 
+def promptinfo_train(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).parent / "promptinfo-train"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROMPTINFO_DATA": str(workdir / "data")}
+    return subprocess.run([str(command), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["method=copo"], ["trainer.lrr=0.1"], ["trainer.precision=fp8"]])
 def test_the_command_exits_2_with_our_message_and_leaves_no_run_folder(workdir, args):
-    promptinfo_train = Path(sys.executable).parent / "promptinfo-train"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([str(promptinfo_train), *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = promptinfo_train(workdir, *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "ConfigError: " in done.stderr and "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_config_error_found_when_the_run_starts_leaves_no_run_folder(tmp_path):
+    """`trainer.device=cuda` can only be refused where the run starts (a sweep may be submitted from a host
+    without GPUs): the folder hydra made for the run goes again, and so do the empty ones above it."""
+    (tmp_path / "runs" / "other").mkdir(parents=True)
+    done = promptinfo_train(tmp_path, "debug=tiny", "dataset=procedural_small", "trainer.device=cuda")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "CUDA is not available" in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["other"]

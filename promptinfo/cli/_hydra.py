@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -15,9 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from promptinfo.engine.rundir import LOCK
 from promptinfo.engine.validate import unknown_choice, unknown_key
 from promptinfo.errors import ConfigError, PromptInfoError
 
@@ -45,7 +48,28 @@ def run_command(command: Callable[[Any], Any], cfg: Any) -> Any:
         return command(cfg)
     except PromptInfoError as err:
         logger.error("%s: %s", type(err).__name__, err)
+        if isinstance(err, ConfigError):
+            _remove_unused_run_dir(cfg)
         sys.exit(USER_ERROR_EXIT)
+
+
+def _remove_unused_run_dir(cfg: Any) -> None:
+    """After a config error found while a single run starts (e.g. `trainer.device=cuda` without CUDA), remove
+    the run folder hydra created when the run wrote nothing into it (at most its lock file), and the folders
+    above it up to `runs_root` that it leaves empty."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir).resolve()
+    stop = Path(str(cfg.get("runs_root") or ".")).resolve()
+    if stop not in folder.parents or not folder.is_dir() or any(p.name != LOCK for p in folder.iterdir()):
+        return
+    (folder / LOCK).unlink(missing_ok=True)
+    while folder != stop:
+        try:
+            folder.rmdir()  # only ever an empty folder
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def exit_on_bad_command_line(config_name: str, args: Sequence[str], validate: Callable[[DictConfig], Any],

@@ -24,15 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-
 from promptinfo.cli import report
 from promptinfo.cli._argparse import console_logging
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, QuietOpenClip
-from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
-from promptinfo.engine import train
 from promptinfo.errors import PromptInfoError
-from promptinfo.report.plots import plot_run_trajectories
 
 EXPERIMENT = "demo"
 """The experiment preset (``configs/experiment/demo.yaml``) and the runs' folder under ``--runs-root``."""
@@ -127,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from hydra import compose, initialize_config_module
+
+    from promptinfo.engine import train
+    from promptinfo.report.names import method_display_name
+    from promptinfo.report.plots import plot_run_trajectories
+
     start = time.perf_counter()
     _pretrain(args.variant)
     trained = {}
@@ -149,7 +150,7 @@ def _demo(args: argparse.Namespace) -> int:
         return status
     figure = out / "report" / COMPARISON_FIGURE
     if trained:
-        plot_run_trajectories(list(trained.values()), figure, labels=list(trained),
+        plot_run_trajectories(list(trained.values()), figure, labels=[method_display_name(t) for t in trained],
                               title="Information trajectories on base training images (epoch 0: zero-shot)")
         print(f"Trajectories of {', '.join(trained)} in one figure: {figure}")
     print(f"Per-run trajectory figures: {out / 'report' / 'trajectories'}")
@@ -158,6 +159,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(variant: str) -> None:
+    from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
+
     recipe = get_recipe(variant)
     if not demo_checkpoint_path(variant).is_file():
         print(f"Pretraining the demo CLIP {recipe.model} on procedural shapes (first use only; cached under "

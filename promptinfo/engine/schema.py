@@ -83,6 +83,35 @@ class InfoLossConfig:
 
 
 @dataclass
+class KgLossConfig:
+    """KgCoOp's knowledge-guided term (Yao et al., CVPR 2023) as a plug-in for any method (`loss=kg`).
+
+    Attributes:
+        weight: its weight; 0 leaves it out (KgCoOp's own: 8.0).
+        template: template of the frozen hand-crafted class features; null: the dataset's first template.
+    """
+
+    weight: float = 0.0
+    template: Optional[str] = None
+
+
+@dataclass
+class SCLLossConfig:
+    """PromptSRC's self-consistency terms (Khattak et al., ICCV 2023) as plug-ins for any method (`loss=scl`).
+
+    Attributes:
+        text_weight, image_weight, logits_weight: weights of the L1 text and image agreement and of the
+            logits' KL with the frozen model; 0 leaves a term out (PromptSRC's own: 25, 10, 1).
+        templates: templates of the frozen text features; null: PromptSRC's 60 ImageNet templates.
+    """
+
+    text_weight: float = 0.0
+    image_weight: float = 0.0
+    logits_weight: float = 0.0
+    templates: Optional[List[str]] = None
+
+
+@dataclass
 class UnlabelledLossConfig(InfoLossConfig):
     """The information terms on pseudo-labelled unlabelled images, between their features and the text
     features of their pseudo-labels (protocols with unlabelled images only), each with its own weight.
@@ -96,16 +125,19 @@ class UnlabelledLossConfig(InfoLossConfig):
 
 @dataclass
 class LossConfig:
-    """Cross-entropy plus the configured information terms (the method adds its own terms).
+    """Cross-entropy plus the configured information terms and regularizer plug-ins (the method adds its own terms).
 
     Attributes:
         unlabelled: the information terms on unlabelled images (their pseudo-label cross-entropy is
             weighted by `pseudo.weight`).
+        kg, scl: KgCoOp's and PromptSRC's regularizers as plug-ins for any method.
     """
 
     cma: CMAConfig = field(default_factory=CMAConfig)
     info: InfoLossConfig = field(default_factory=InfoLossConfig)
     unlabelled: UnlabelledLossConfig = field(default_factory=UnlabelledLossConfig)
+    kg: KgLossConfig = field(default_factory=KgLossConfig)
+    scl: SCLLossConfig = field(default_factory=SCLLossConfig)
 
 
 @dataclass

@@ -114,7 +114,8 @@ def read_folder(run: rf.RunFolder, fingerprint: str) -> FolderState:
         if results.get("config_fingerprint") != fingerprint:
             raise ConfigError(
                 f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
-                "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
+                "own folder: label=NAME names the variant (its folder and its row in promptinfo-report's tables, "
+                "e.g. label=maple-depth3), or run_dir=PATH; or pass overwrite=true to replace that run."
             )
         return FolderState(results=results)
     if not run.file(rf.CHECKPOINT).is_file():
@@ -214,7 +215,9 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, checkpoint, callbacks, writer)
     optimizer = build_optimizer(method.prompt.parameters(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
-    f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
+    objective = Objective.from_config(cfg.loss)
+    objective.prepare(method)
+    f = Fit(objective, optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
             t.clip_grad_norm, build_semi_step(cfg, method, plan, rt) if plan.unlabelled is not None else None)
     fingerprint = config_fingerprint(cfg)
     state = FitState()
