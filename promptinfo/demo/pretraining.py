@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -30,6 +29,7 @@ from torch import nn
 from promptinfo.backbones import Backbone, PreprocessConfig, normalize
 from promptinfo.data import procedural
 from promptinfo.demo.recipe import DemoRecipe, arch_config, pretraining_pairs
+from promptinfo.engine.device import torch_threads
 from promptinfo.errors import ConfigError
 from promptinfo.methods.zeroshot import ZeroShot, ZeroShotConfig
 
@@ -154,7 +154,7 @@ def pretrain_demo_clip(
         The model (frozen, in eval mode) and a report: recipe, wall times, final loss and accuracies.
     """
     start = time.perf_counter()
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         torch.manual_seed(recipe.seed)
         model = create_demo_model(recipe.model)
         preprocess = demo_backbone(model, recipe.model).preprocess_cfg
@@ -287,14 +287,3 @@ def _check_resolution(recipe: DemoRecipe, preprocess: PreprocessConfig) -> None:
             f"The demo benchmark renders at {recipe.benchmark.resolution} px but {recipe.model} takes "
             f"{preprocess.size} px images; set benchmark.resolution={preprocess.size}."
         )
-
-
-@contextmanager
-def _torch_threads(num_threads: int | None):
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

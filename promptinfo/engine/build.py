@@ -6,7 +6,6 @@ import logging
 
 import torch
 
-import promptinfo.demo.weights  # noqa: F401  (registers the demo models' `procedural` weights tag)
 from promptinfo.backbones import Backbone, create_backbone
 from promptinfo.engine.data import FeatureStore, Loading
 from promptinfo.engine.device import resolve_device, resolve_precision, seed_everything, set_determinism
@@ -21,8 +20,15 @@ BACKBONE_SEED = 0
 so they depend on the architecture alone and a prompt checkpoint can be evaluated on the same weights."""
 
 
+def register_weight_tags() -> None:
+    """Register the weights tags of the layers above the backbones (the demo's `procedural`); imported
+    here on use, since the demo itself uses the engine."""
+    import promptinfo.demo.weights  # noqa: F401
+
+
 def build_backbone(model_cfg) -> Backbone:
     """The frozen backbone on the CPU (moved to the device together with the method)."""
+    register_weight_tags()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BACKBONE_SEED)
         return create_backbone(model_cfg.name, model_cfg.pretrained, device="cpu", cache_dir=model_cfg.cache_dir)

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from promptinfo.backbones import list_backbones, registered_tags
-from promptinfo.engine.build import build_run, method_from_config
+from promptinfo.engine.build import build_run, method_from_config, register_weight_tags
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
@@ -55,7 +55,7 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
                                   cfg.dataset.skip_corrupt)
     data = plan.evaluations[0].data
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
-                      seed=mix_seed(cfg.seed, 5))
+                      seed=info_seed(cfg.seed))
     results = {
         "status": "finished", "checkpoint": cfg.checkpoint, "method": name, "dataset": cfg.dataset.name,
         "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
@@ -68,6 +68,11 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     logger.info("%s %s: %d/%d correct, accuracy %.2f%% -> %s", cfg.dataset.name, cfg.protocol.subsample,
                 result.correct, result.total, result.accuracy, path)
     return results
+
+
+def info_seed(seed: int) -> int:
+    """Seed of the test images on which an evaluation's information metrics are computed."""
+    return mix_seed(seed, 5)
 
 
 def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
@@ -86,6 +91,7 @@ def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictCon
     model = model_cfg.copy()
     if meta is None:
         return model
+    register_weight_tags()
     if meta["backbone"] not in list_backbones():  # an OpenAI-format checkpoint file holds arch and weights
         if not os.path.isfile(model.name):
             raise ConfigError(
