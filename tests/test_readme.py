@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import importlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 HYDRA_COMMANDS = {"promptinfo-train": "train", "promptinfo-eval": "eval"}
 """Console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
+SCRIPTS = dict(re.findall(r'^(promptinfo-[\w-]+) = "([\w.:]+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE))
+"""Console script -> its entry point (``module:function``); the argparse ones have ``build_parser``."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
         if checkpoint:  # the prompts of a training command shown before it
             assert str(Path(checkpoint).parent) in run_dirs, (command.text, sorted(run_dirs))
         return
-    if command.program in ("promptinfo-inspect", "promptinfo-report"):
+    if command.program in SCRIPTS:
         parse_argparse_command(command)
         return
     if "pip" in command.program or "pip install" in command.text:
@@ -185,13 +188,12 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
 
 
 def parse_argparse_command(command: Command):
-    """The parsed arguments of promptinfo-inspect/-report; inspect's backbone, weights tag and datasets exist."""
-    from promptinfo.cli import inspect as inspect_cli
-    from promptinfo.cli import report as report_cli
-
-    cli = inspect_cli if command.program == "promptinfo-inspect" else report_cli
+    """The parsed arguments of an argparse console script; promptinfo-inspect's backbone, weights tag and
+    datasets exist."""
+    cli = importlib.import_module(SCRIPTS[command.program].split(":")[0])
+    assert hasattr(cli, "build_parser"), f"{command.text!r}: the README test cannot parse {command.program}"
     args = cli.build_parser().parse_args(list(command.argv[1:]))
-    if cli is inspect_cli:
+    if command.program == "promptinfo-inspect":
         from promptinfo import list_backbones, list_datasets
 
         assert args.model in list_backbones(), command.text
@@ -224,7 +226,7 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
             for cfg in composed_jobs(*hydra_form):
                 offline = cfg.dataset.name.startswith("procedural") and cfg.model.pretrained in ("procedural", None)
                 assert offline, f"{command.text!r} needs data or weights: add a '# needs' note"
-        elif command.program in ("promptinfo-inspect", "promptinfo-report"):
+        elif command.program in SCRIPTS:
             args = parse_argparse_command(command)
             if command.program == "promptinfo-inspect":
                 assert set(args.datasets) <= {"procedural", "procedural_small"} and args.pretrained == "procedural"
