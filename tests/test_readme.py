@@ -7,7 +7,8 @@ config composes and validates, its arguments parse and name known backbones and 
 Every other command must run offline on the demo world: the slow test runs them in order, in a temporary
 folder that holds the session's demo job (see ``demo_job`` in conftest.py), as subprocesses of the installed
 console scripts. To keep CI short it runs them on the small demo world the tests pretrain (``model=demo_small``,
-``dataset=procedural_small``, ``pi-demo-small``) with 2 training epochs; nothing else is changed.
+``dataset=procedural_small``, ``pi-demo-small``, ``promptinfo-demo --variant small``) with 2 training epochs;
+nothing else is changed.
 """
 
 from __future__ import annotations
@@ -250,6 +251,8 @@ def on_the_small_world(command: Command) -> list[str]:
         argv += ["trainer.epochs=2"]
         if "experiment=demo" in argv:
             argv += ["model=demo_small", "dataset=procedural_small"]
+    if argv[0] == "promptinfo-demo":
+        argv += ["--variant", "small", "--epochs", "2"]
     return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
 
 
