@@ -24,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-HYDRA_COMMANDS = {"promptinfo-train": "train", "promptinfo-eval": "eval"}
-"""Console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
 SCRIPTS = dict(re.findall(r'^(promptinfo-[\w-]+) = "([\w.:]+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE))
 """Console script -> its entry point (``module:function``); the argparse ones have ``build_parser``."""
+HYDRA_COMMANDS = {
+    script: found.group(1) for script, target in SCRIPTS.items()
+    if (found := re.search(r'config_name="(\w+)"', (ROOT / (target.split(":")[0].replace(".", "/") + ".py")).read_text()))
+}
+"""Hydra console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,8 @@ def hydra_context():
     """One hydra context for the module's compositions (initialising it per compose costs more than composing)."""
     from hydra import initialize_config_module
 
+    for script in HYDRA_COMMANDS:  # a command's module may store its own schema (promptinfo-collapse)
+        importlib.import_module(SCRIPTS[script].split(":")[0])
     with initialize_config_module("promptinfo_configs", version_base="1.3"):
         yield
 
@@ -141,7 +147,7 @@ def composed_jobs(name: str, overrides: list[str]) -> list:
     from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     from promptinfo.engine.validate import validate_eval_config, validate_train_config
 
@@ -161,7 +167,9 @@ def composed_jobs(name: str, overrides: list[str]) -> list:
             del cfg["hydra"]
             if name == "eval":
                 cfg.checkpoint = None  # checked against the training commands' run folders instead
-        validated.append(validate_train_config(cfg) if name == "train" else validate_eval_config(cfg))
+        validators = {"train": validate_train_config, "eval": validate_eval_config}
+        validated.append(validators[name](cfg) if name in validators else OmegaConf.create(
+            OmegaConf.to_container(cfg, resolve=True)))
     return validated
 
 
@@ -225,7 +233,8 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
         hydra_form = hydra_overrides(command)
         if hydra_form is not None:
             for cfg in composed_jobs(*hydra_form):
-                offline = cfg.dataset.name.startswith("procedural") and cfg.model.pretrained in ("procedural", None)
+                dataset = OmegaConf.select(cfg, "dataset.name", default="procedural")
+                offline = dataset.startswith("procedural") and OmegaConf.select(cfg, "model.pretrained") in ("procedural", None)
                 assert offline, f"{command.text!r} needs data or weights: add a '# needs' note"
         elif command.program in SCRIPTS:
             args = parse_argparse_command(command)
@@ -251,6 +260,8 @@ def on_the_small_world(command: Command) -> list[str]:
         argv += ["trainer.epochs=2"]
         if "experiment=demo" in argv:
             argv += ["model=demo_small", "dataset=procedural_small"]
+    if argv[0] == "promptinfo-collapse":
+        argv += ["trainer.epochs=2"]
     if argv[0] == "promptinfo-demo":
         argv += ["--variant", "small", "--epochs", "2"]
     return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
