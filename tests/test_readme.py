@@ -196,6 +196,28 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
     pytest.fail(f"the README test does not know how to check {command.text!r}")
 
 
+def collapse_config(command: Command):
+    """The validated config of a promptinfo-collapse command (in a hydra context)."""
+    from hydra import compose
+
+    from promptinfo.cli import collapse  # noqa: F401  (registers the command's schema)
+    from promptinfo.collapse import validate_collapse_config
+
+    return validate_collapse_config(compose("collapse", overrides=list(command.argv[1:])))
+
+
+def interpolation_eval_config(command: Command):
+    """The validated evaluation config of a promptinfo-interpolate command, its checkpoints aside (their dataset
+    is the one A was trained on: the procedural one here)."""
+    from hydra import compose
+
+    from promptinfo.cli import interpolate
+    from promptinfo.engine.validate import validate_eval_config
+
+    args = interpolate.build_parser().parse_args(list(command.argv[1:]))
+    return validate_eval_config(compose("eval", overrides=["dataset=procedural", *args.overrides]))
+
+
 def parse_argparse_command(command: Command):
     """The parsed arguments of an argparse console script; promptinfo-inspect's backbone, weights tag and
     datasets exist."""
@@ -240,6 +262,10 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
             args = parse_argparse_command(command)
             if command.program == "promptinfo-inspect":
                 assert set(args.datasets) <= {"procedural", "procedural_small"} and args.pretrained == "procedural"
+        elif command.program == "promptinfo-collapse":
+            assert collapse_config(command).data.name.startswith("procedural"), command.text
+        elif command.program == "promptinfo-interpolate":
+            assert interpolation_eval_config(command).model.pretrained in ("procedural", None), command.text
         else:
             pytest.fail(f"{command.text!r} has no '# needs' note and is not a command the README test can run")
 
@@ -256,6 +282,8 @@ def on_the_small_world(command: Command) -> list[str]:
         for default, small in SMALL_WORLD:
             word = word.replace(default, small) if default.startswith("/") else (small if word == default else word)
         argv.append("procedural_small" if word == "procedural" and argv and argv[-1] == "--datasets" else word)
+    if argv[0] == "promptinfo-collapse":
+        argv += ["data.name=procedural_small", "trainer.epochs=2"]
     if argv[0] == "promptinfo-train":
         argv += ["trainer.epochs=2"]
         if "experiment=demo" in argv:
