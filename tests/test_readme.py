@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 HYDRA_COMMANDS = {"promptinfo-train": "train", "promptinfo-eval": "eval"}
 """Console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
+ARGPARSE_COMMANDS = ("promptinfo-inspect", "promptinfo-report", "promptinfo-predict", "promptinfo-export")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
         if checkpoint:  # the prompts of a training command shown before it
             assert str(Path(checkpoint).parent) in run_dirs, (command.text, sorted(run_dirs))
         return
-    if command.program in ("promptinfo-inspect", "promptinfo-report"):
+    if command.program in ARGPARSE_COMMANDS:
         parse_argparse_command(command)
         return
     if "pip" in command.program or "pip install" in command.text:
@@ -185,15 +186,14 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
 
 
 def parse_argparse_command(command: Command):
-    """The parsed arguments of promptinfo-inspect/-report; inspect's backbone, weights tag and datasets exist."""
-    from promptinfo.cli import inspect as inspect_cli
-    from promptinfo.cli import report as report_cli
+    """The parsed arguments of an argparse command; inspect's backbone, weights tag and datasets exist."""
+    import importlib
 
-    cli = inspect_cli if command.program == "promptinfo-inspect" else report_cli
+    from promptinfo import list_backbones, list_datasets
+
+    cli = importlib.import_module(f"promptinfo.cli.{command.program.removeprefix('promptinfo-')}")
     args = cli.build_parser().parse_args(list(command.argv[1:]))
-    if cli is inspect_cli:
-        from promptinfo import list_backbones, list_datasets
-
+    if command.program == "promptinfo-inspect" and args.checkpoint is None:
         assert args.model in list_backbones(), command.text
         assert args.pretrained is None or (args.model, args.pretrained) in list_backbones(pretrained=True)
         assert set(args.datasets) <= set(list_datasets()), command.text
@@ -224,9 +224,9 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
             for cfg in composed_jobs(*hydra_form):
                 offline = cfg.dataset.name.startswith("procedural") and cfg.model.pretrained in ("procedural", None)
                 assert offline, f"{command.text!r} needs data or weights: add a '# needs' note"
-        elif command.program in ("promptinfo-inspect", "promptinfo-report"):
+        elif command.program in ARGPARSE_COMMANDS:
             args = parse_argparse_command(command)
-            if command.program == "promptinfo-inspect":
+            if command.program == "promptinfo-inspect" and args.checkpoint is None:
                 assert set(args.datasets) <= {"procedural", "procedural_small"} and args.pretrained == "procedural"
         else:
             pytest.fail(f"{command.text!r} has no '# needs' note and is not a command the README test can run")
