@@ -7,7 +7,8 @@ config composes and validates, its arguments parse and name known backbones and 
 Every other command must run offline on the demo world: the slow test runs them in order, in a temporary
 folder that holds the session's demo job (see ``demo_job`` in conftest.py), as subprocesses of the installed
 console scripts. To keep CI short it runs them on the small demo world the tests pretrain (``model=demo_small``,
-``dataset=procedural_small``, ``pi-demo-small``) with 2 training epochs; nothing else is changed.
+``dataset=procedural_small``, ``pi-demo-small``) with 2 training epochs, and MaPLe's depth 3 as 2 (its layers);
+nothing else is changed.
 """
 
 from __future__ import annotations
@@ -234,7 +235,8 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
 
 # --------------------------------------------------------------------------------------------- running
 SMALL_WORLD = (("model=demo", "model=demo_small"), ("dataset=procedural", "dataset=procedural_small"),
-               ("pi-demo-default", "pi-demo-small"), ("/procedural/", "/procedural_small/"))
+               ("pi-demo-default", "pi-demo-small"), ("/procedural/", "/procedural_small/"),
+               ("method.depth=3", "method.depth=2"))  # the small CLIP has 2 text and 2 vision layers
 
 
 def on_the_small_world(command: Command) -> list[str]:
