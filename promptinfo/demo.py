@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from promptinfo.data import procedural
+from promptinfo.engine.device import torch_threads
 from promptinfo.errors import ConfigError, DamagedFileError
 from promptinfo.io import atomic_path, read_safetensors, remove_leftover_temps, set_aside
 
@@ -281,7 +281,7 @@ def pretrain_demo_clip(
         The model in eval mode and a report: recipe, wall times, final loss and accuracies.
     """
     start = time.perf_counter()
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         torch.manual_seed(recipe.seed)
         model = create_demo_model(recipe.model)
         _check_resolution(recipe, model)
@@ -409,17 +409,6 @@ def _check_resolution(recipe: DemoRecipe, model: nn.Module) -> None:
             f"The demo benchmark renders at {recipe.benchmark.resolution} px but {recipe.model} takes "
             f"{image_size_of(model)} px images; set benchmark.resolution={image_size_of(model)}."
         )
-
-
-@contextmanager
-def _torch_threads(num_threads: int | None):
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------------------------

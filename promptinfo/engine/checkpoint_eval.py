@@ -65,7 +65,7 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
                                   cfg.dataset.skip_corrupt)
     data = plan.evaluations[0].data
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
-                      seed=mix_seed(cfg.seed, 5))
+                      seed=info_seed(cfg.seed))
     results = {
         "status": "finished", "checkpoint": cfg.checkpoint, "method": name, "dataset": cfg.dataset.name,
         "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
@@ -78,6 +78,11 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     logger.info("%s %s: %d/%d correct, accuracy %.2f%% -> %s", cfg.dataset.name, cfg.protocol.subsample,
                 result.correct, result.total, result.accuracy, path)
     return results
+
+
+def info_seed(seed: int) -> int:
+    """Seed of the test images on which an evaluation's information metrics are computed."""
+    return mix_seed(seed, 5)
 
 
 def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:

@@ -185,6 +185,8 @@ def _run(cfg: DictConfig, run: rf.RunFolder, setup: Setup, start: FolderState,
     if method.prompt.state_dict() and dist.is_main():
         save_prompt(method, run.file(rf.PROMPT), extra=_prompt_extra(cfg))
     results = _evaluate_all(cfg, method, plan, rt)
+    if plan.unlabelled is not None and state.epoch > 0 and dist.is_main():
+        results["pseudo_labels"] = pseudo_label_summary(run.read_metrics())
     results.update(skipped_images=setup.skipped_images, epochs=state.epoch, steps=state.step,
                    config_fingerprint=config_fingerprint(cfg), wall_time_s=time.perf_counter() - setup.started)
     run.write_results(results)
@@ -315,6 +317,12 @@ def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
         results["harmonic_mean"] = harmonic_mean(evaluations["base"]["accuracy"], evaluations["novel"]["accuracy"])
     results["metrics"] = metrics
     return results
+
+
+def pseudo_label_summary(rows: list[dict]) -> dict:
+    """The last epoch's pseudo-label counts and accuracy (`pseudo/*` of metrics.jsonl, analysis only)."""
+    last = rows[-1]
+    return {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("pseudo/")}
 
 
 def _prompt_extra(cfg) -> dict:

@@ -238,12 +238,8 @@ def _check_unlabelled(cfg: DictConfig) -> None:
     """The unlabelled-data settings: loss.unlabelled and the pseudo-labelling strategy."""
     u = cfg.loss.unlabelled
     weights = {"mi_weight": u.mi_weight, "gap_weight": u.gap_weight, "cma_weight": u.cma_weight}
-    if cfg.protocol.name not in schema.UNLABELLED_PROTOCOLS:
-        if any(weights.values()):
-            raise ConfigError(f"loss.unlabelled weighs terms on unlabelled images, which protocol={cfg.protocol.name} "
-                              f"has none of; use one of {', '.join(schema.UNLABELLED_PROTOCOLS)} or set the "
-                              "loss.unlabelled weights to 0.")
-        return
+    if cfg.protocol.name not in schema.UNLABELLED_PROTOCOLS:  # loss= stays orthogonal to protocol=: no
+        return  # unlabelled image, nothing for loss.unlabelled to weigh
     _check_choice("loss.unlabelled.level", u.level, schema.INFO_LEVELS)
     for key, value in weights.items():
         if value < 0:

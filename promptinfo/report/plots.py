@@ -26,15 +26,21 @@ from promptinfo.report.names import METRIC_NAMES, method_display_name
 ENTROPY_KEYS = {"info/entropy_image": "image features Z", "info/entropy_text": "text weights W_y"}
 TRAJECTORY_PANELS = (
     ("Matrix entropy (nats)", tuple(ENTROPY_KEYS)),
-    ("Mutual information (nats)", ("info/mi",)),
-    ("MIR", ("info/mir",)),
-    ("HDR", ("info/hdr",)),
+    ("Mutual information (nats)", ("info/mi", "info_unlabelled/mi")),
+    ("MIR", ("info/mir", "info_unlabelled/mir")),
+    ("HDR", ("info/hdr", "info_unlabelled/hdr")),
 )
-"""(panel title, metrics.jsonl keys) of a trajectory figure (MIR/HDR: Song et al., arXiv 2406.03999)."""
+"""(panel title, metrics.jsonl keys) of a trajectory figure (MIR/HDR: Song et al., arXiv 2406.03999);
+`info_unlabelled/*` (dotted) are those of the unlabelled images of runs that have some."""
+PSEUDO_PANELS = (
+    ("Pseudo-label accuracy (%)", ("pseudo/accuracy",)),
+    ("Pseudo-labelled images per epoch", ("pseudo/labelled",)),
+)
+"""Panels added to the figure when a run pseudo-labels unlabelled images."""
 
 logger = logging.getLogger(__name__)
 
-_STYLES = {"info/entropy_text": "--"}
+_STYLES = {"info/entropy_text": "--", "info_unlabelled/mi": ":", "info_unlabelled/mir": ":", "info_unlabelled/hdr": ":"}
 _DPI = 120
 _TITLE_CHARS_PER_INCH = 9  # a suptitle at matplotlib's default size fits about this many characters per inch
 
@@ -74,16 +80,21 @@ def trajectory_figure(curves: Mapping[str, pd.DataFrame], title: str | None = No
     if not any(key in frame for frame in curves.values() for key in trajectory_keys()):
         raise ReportError(f"no information trajectories ({', '.join(trajectory_keys())}) in runs {list(curves)}; "
                           "the engine records them in metrics.jsonl when information metrics are enabled")
-    figure = Figure(figsize=(10, 7), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
+    pseudo = any(key in frame for frame in curves.values() for _, keys in PSEUDO_PANELS for key in keys)
+    panels = TRAJECTORY_PANELS + (PSEUDO_PANELS if pseudo else ())
+    figure = Figure(figsize=(15 if pseudo else 10, 7), layout="constrained")
+    axes = figure.subplots(2, 3 if pseudo else 2).ravel()
     colours = {label: f"C{i % 10}" for i, label in enumerate(curves)}
-    for ax, (panel, keys) in zip(axes, TRAJECTORY_PANELS):
+    for ax, (panel, keys) in zip(axes, panels):
         _draw_panel(ax, curves, keys, colours)
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(handles=[Line2D([], [], color="k", linestyle=_STYLES.get(k, "-"), label=name)
                             for k, name in ENTROPY_KEYS.items()], fontsize="small")
+    if any("info_unlabelled/mir" in frame for frame in curves.values()):
+        axes[2].legend(handles=[Line2D([], [], color="k", label="labelled images"),
+                                Line2D([], [], color="k", linestyle=":", label="unlabelled images")], fontsize="small")
     figure.legend(handles=[Line2D([], [], color=c, label=label) for label, c in colours.items()],
                   loc="outside lower center", ncol=min(len(colours), 4), fontsize="small")
     _suptitle(figure, title)
@@ -205,6 +216,13 @@ def _group_title(values: dict) -> str:
     return " / ".join(str(p) for p in parts if p is not None and not pd.isna(p) and str(p))
 
 
+def _figure_name(root: Path, per: str, keys: list[str], key: tuple) -> tuple[str, str]:
+    """(file stem, title) of the figure of one group of runs, or of one run."""
+    if per == "group":
+        return _file_stem(key), _group_title(dict(zip(keys, key)))
+    return _file_stem([root.resolve().name if key[0] == "." else key[0].replace("/", "__")]), key[0]
+
+
 def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "group") -> list[Path]:
     """Trajectory PNGs for the runs of a :class:`~promptinfo.report.aggregate.RunCollection`.
 
@@ -240,11 +258,7 @@ def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "g
         if not any(k in f for f in curves.values() for k in trajectory_keys()):
             logger.warning("metrics.jsonl of %s has no info/* columns; no trajectory plot", group["run"].tolist())
             continue
-        if per == "group":
-            stem, title = _file_stem(key), _group_title(dict(zip(keys, key)))
-        else:
-            stem = _file_stem([collection.root.resolve().name if key[0] == "." else key[0].replace("/", "__")])
-            title = key[0]
+        stem, title = _figure_name(collection.root, per, keys, key)
         written.append(plot_trajectories(curves, Path(out_dir) / f"{stem}.png", title=title))
     if without_metrics:
         logger.info("%d %s(s) without metrics.jsonl have no trajectory plot", without_metrics, per)

@@ -25,6 +25,7 @@ AVERAGE = "Average"
 MEAN_HM = "Mean of per-dataset HM"
 FEW_SHOT_PROTOCOLS = ("few_shot", "zeroshot")
 TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
+UNLABELLED_PROTOCOLS = ("semi_supervised", "unsupervised", "transductive_zero_shot")
 
 _LABELS = {"experiment": "Experiment", "backbone": "Backbone", "weights": "Weights", "method": "Method", "shots": "Shots"}
 
@@ -285,6 +286,44 @@ def transfer_table(frame: pd.DataFrame, protocol: str, decimals: int = 2) -> Tab
     return Table(protocol, _TRANSFER_TITLES[protocol], data, display, caption, label_columns=label_columns)
 
 
+# --------------------------------------------------------------------------- unlabelled images
+def pseudo_label_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per setting, protocol, dataset and evaluation: accuracy over seeds, and the seed means of the last
+    epoch's pseudo-label accuracy (against the hidden labels) and number of pseudo-labelled images."""
+    runs = _prepare(frame, UNLABELLED_PROTOCOLS)
+    keys = [*SETTING_KEYS, "protocol", "dataset", "evaluation"]
+    stats = seed_statistics(runs, keys)
+    pseudo = [c for c in ("pseudo/accuracy", "pseudo/labelled") if c in runs]
+    if pseudo:
+        stats = stats.merge(runs.groupby(keys, dropna=False)[pseudo].mean().reset_index(), on=keys, how="left")
+    return _with_int_shots(stats.assign(n_datasets=1))
+
+
+def pseudo_label_table(frame: pd.DataFrame, decimals: int = 2) -> Table | None:
+    """Rows: method, protocol and dataset; columns: each evaluation's accuracy, then the pseudo-labels'."""
+    if not frame["protocol"].isin(UNLABELLED_PROTOCOLS).any():
+        return None
+    data = pseudo_label_numbers(frame)
+    shown = _varying(data)
+    rows = []
+    for key, group in data.groupby([*SETTING_KEYS, "protocol", "dataset"], dropna=False, sort=True):
+        row = {**_setting_labels(key[: len(SETTING_KEYS)], shown), "Protocol": key[-2], "Dataset": key[-1]}
+        for r in group.itertuples(index=False):
+            row[r.evaluation.capitalize()] = format_cell(r.mean, r.std, decimals)
+        first = group.iloc[0]
+        row["Pseudo-label acc."] = format_cell(first.get("pseudo/accuracy", math.nan), decimals=decimals)
+        labelled = first.get("pseudo/labelled", math.nan)
+        row["Pseudo-labelled / epoch"] = "" if pd.isna(labelled) else f"{labelled:.0f}"
+        rows.append(row)
+    caption = (
+        f"Prompt learning with unlabelled images: accuracy (%), mean ± sample std over {_seeds_phrase(data)}; "
+        "pseudo-label accuracy (%) against the images' hidden labels (analysis only, never trained on) and the "
+        "number of pseudo-labelled images, both in the last epoch and averaged over seeds."
+    )
+    return Table("pseudo_labels", "Semi-supervised, unsupervised and transductive runs", data, pd.DataFrame(rows),
+                 caption, label_columns=len(shown) + 2)
+
+
 # --------------------------------------------------------------------------- shared layout
 def _wide_display(data: pd.DataFrame, column_key: str, columns: list[str], n_averaged: int, decimals: int,
                   headers: dict[str, str] | None = None, average_header: str = AVERAGE,
@@ -321,7 +360,9 @@ def _average_cell(average, n_averaged: int, decimals: int) -> str:
 
 
 def build_tables(frame: pd.DataFrame, decimals: int = 2) -> list[Table]:
-    """Every table the runs in ``frame`` support: base2novel, few_shot, cross_dataset, domain_generalization."""
+    """Every table the runs in ``frame`` support: base2novel, few_shot, cross_dataset, domain_generalization and
+    pseudo_labels (runs with unlabelled images)."""
     tables = [base2novel_table(frame, decimals), few_shot_table(frame, decimals)]
     tables += [transfer_table(frame, protocol, decimals) for protocol in TRANSFER_PROTOCOLS]
+    tables.append(pseudo_label_table(frame, decimals))
     return [t for t in tables if t is not None]
