@@ -84,6 +84,7 @@ def test_a_changed_val_split_or_renamed_image_makes_the_index_stale(tmp_path, ca
     path = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
     renamed = replace(data, train=[Item(data.train[0].path + ".png", 0, "class_0")] + data.train[1:])
     for changed in (replace(data, val=data.val[1:]), renamed):
+        few_shot_subset(data, 2, 1)  # the index of the unchanged split
         old = json.loads(path.read_text())["source_fingerprint"]
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
@@ -106,6 +107,13 @@ def test_stale_and_broken_index_warnings_name_what_differs(tmp_path, caplog):
     assert caplog.messages == [
         f"toy: {path} was drawn from another split or setting ({{'seed': 3, 'repeat': True}}); drawing again"]
     caplog.clear()
+    path.write_text("[1, 2]")
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        few_shot_subset(data, 2, 1)
+    assert re.fullmatch(rf"toy: the few-shot index {re.escape(str(path))} is damaged \(expected a JSON object, found "
+                        rf"list\); set it aside as {re.escape(path.name)}\.damaged-\S+ and drawing again",
+                        caplog.messages[-1])
+    caplog.clear()
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
         subset = few_shot_subset(data, 2, 1)
@@ -118,12 +126,14 @@ def test_stale_and_broken_index_warnings_name_what_differs(tmp_path, caplog):
 def test_an_unwritable_cache_draws_the_same_images_and_says_so(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    data = make_data(tmp_path, [4, 4], [3, 3])
+    data = make_data(tmp_path, [1, 4], [1, 3])
     with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
         subset = few_shot_subset(data, 2, 5, cache_dir=blocker / "sub", repeat=True)
     assert (subset.train, subset.val) == draw_few_shot(data, 2, 5, repeat=True)
+    assert sorted(i.label for i in subset.train) == [0, 0, 1, 1]  # the small class repeated
     path = blocker / "sub" / "shot_2-seed_5.json"
-    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(f"toy: cannot write the few-shot index {path} (")
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(
+        f"toy: cannot write the few-shot index {path} ([Errno ")
     assert caplog.messages[0].endswith("); pass a writable cache_dir to keep it")
 
 
