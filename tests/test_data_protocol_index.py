@@ -165,3 +165,37 @@ def test_bad_subsample_names_the_choices(tmp_path):
     data = make_data(tmp_path, [2, 2], [1, 1])
     with pytest.raises(ConfigError, match=r"^subsample must be one of \('all', 'base', 'new'\), got 'novel'$"):
         few_shot_subset(data, 1, 1, subsample="novel")
+
+
+def test_short_classes_are_named_with_their_counts_and_the_effective_shots_recorded(tmp_path, caplog):
+    from promptinfo.data.protocol import effective_shots, images_per_class
+
+    data = make_data(tmp_path, [1, 6, 3, 0], [1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        subset = few_shot_subset(data, 4, 1)
+    assert caplog.messages[0] == (
+        "toy: 3 of 4 classes have fewer than 4 training images, so they train on fewer shots: class_0 (1), "
+        "class_2 (3), class_3 (0). results.json records the effective shots per class (shots_effective).")
+    assert images_per_class(subset.train, 4) == [1, 4, 3, 0]
+    assert effective_shots(subset) == {"min": 0, "max": 4}
+
+
+def test_an_index_with_malformed_rows_is_set_aside(tmp_path, caplog):
+    data = make_data(tmp_path, [4, 4], [2, 2])
+    few_shot_subset(data, 2, 1)
+    path = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
+    index = json.loads(path.read_text())
+    for bad in (["a.jpg", 0], [1, 0, "class_0"], ["a.jpg", 0, 3], ["a.jpg", "0", "class_0"], ["a.jpg", True, "x"]):
+        path.write_text(json.dumps({**index, "val": [bad]}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+            assert few_shot_subset(data, 2, 1).val == draw_few_shot(data, 2, 1)[1]
+        assert len(caplog.messages) == 1, bad
+        assert re.fullmatch(rf"toy: the few-shot index {re.escape(str(path))} is damaged \(its item lists are not "
+                            r"\[path, label, class name\] rows\); set it aside as \S+ and drawing again",
+                            caplog.messages[0]), bad
+    path.write_text(json.dumps({**index, "train": {"a": 1}}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        few_shot_subset(data, 2, 1)
+    assert "its item lists are not [path, label, class name] rows" in caplog.messages[0]
