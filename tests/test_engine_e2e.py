@@ -250,6 +250,7 @@ def test_finished_run_is_skipped_unless_overwrite(data_root, workdir):
         run(data_root, workdir, *overrides, "trainer.lr=0.01")  # same folder, other numbers: refused
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_not_resumed(data_root, workdir):
     overrides = ("method=coop", "method.n_ctx=2", "trainer.epochs=2", "experiment_name=other")
     with pytest.raises(Killed):
