@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,3 +162,19 @@ def test_restore_refuses_a_prompt_of_another_shape():
     state = {"prompt": {"ctx": torch.zeros(4, 6)}}  # proj's tensors missing
     with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: \"proj\.weight\", \"proj\.bias\""):
         restore(state, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+
+
+def test_a_checkpoint_missing_part_of_the_state_is_damaged(tmp_path):
+    method, optimizer, scheduler, scaler = _training_objects(seed=0)
+    path = tmp_path / "resume.pt"
+    save_resume_checkpoint(path, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                           epoch=1, step=2, fingerprint="f")
+    state = torch.load(path, weights_only=True)
+    del state["rng"]
+    torch.save(state, path)
+    found = re.escape(str(sorted(state)))
+    with pytest.raises(DamagedFileError, match=rf"^{path} is damaged: it lacks parts of the resume state \(found {found}\)"):
+        load_resume_checkpoint(path, "f")
+    torch.save([1, 2], path)
+    with pytest.raises(DamagedFileError, match=r"it lacks parts of the resume state \(found list\)"):
+        load_resume_checkpoint(path, "f")

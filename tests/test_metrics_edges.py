@@ -156,14 +156,14 @@ def test_sampled_information_spread_of_two_subsets_is_the_sample_std():
 
 # ---------------------------------------------------------------- streaming tracker
 def test_reservoir_slots_follow_algorithm_r():
-    size, seed = 3, 5
-    rows = torch.arange(20, dtype=F64)[:, None].repeat(1, 2)
+    size, seed, n = 3, 5, 300
+    rows = torch.arange(n, dtype=F64)[:, None].repeat(1, 2)
     reservoir = Reservoir(size, seed)
-    for start in range(0, 20, 7):  # uneven batches
-        reservoir.add(rows[start : start + 7], torch.arange(start, min(start + 7, 20)))
-    draws = torch.rand(20, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    for start in range(0, n, 7):  # uneven batches
+        reservoir.add(rows[start : start + 7], torch.arange(start, min(start + 7, n)))
+    draws = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
     kept = list(range(size))
-    for position in range(size, 20):
+    for position in range(size, n):
         slot = int(draws[position] * (position + 1))  # uniform over 0 .. position
         if slot < size:
             kept[slot] = position
