@@ -1,5 +1,9 @@
-"""promptinfo's hydra configs, installed as the package `promptinfo_configs` (`pkg://promptinfo_configs`)."""
+"""promptinfo's hydra configs, installed as the package `promptinfo_configs` (`pkg://promptinfo_configs`).
 
-from promptinfo.engine.pseudo_store import register_pseudo_configs
+The YAML files hold only what differs from the typed defaults; importing this package (hydra does, before
+composing) stores those defaults, every method, pseudo-labelling strategy and benchmark in hydra's ConfigStore.
+"""
 
-register_pseudo_configs()
+from promptinfo.engine.config_store import register_configs
+
+register_configs()

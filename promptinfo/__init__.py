@@ -1,12 +1,35 @@
 """promptinfo: prompt learning for CLIP-style models, with information-theoretic metrics and losses."""
 
-from promptinfo.backbones import Backbone, create_backbone, list_backbones
-from promptinfo.data import list_datasets, load_benchmark
-from promptinfo.methods import create_method, list_methods
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backbone", "create_backbone", "create_method", "list_backbones", "list_datasets", "list_methods",
-    "load_benchmark", "__version__",
-]
+_EXPORTS = {
+    "Backbone": "promptinfo.backbones", "create_backbone": "promptinfo.backbones",
+    "list_backbones": "promptinfo.backbones", "list_datasets": "promptinfo.data",
+    "load_benchmark": "promptinfo.data", "create_method": "promptinfo.methods", "list_methods": "promptinfo.methods",
+}
+"""Public name -> the module that defines it. Imported on first access, so that a console command's
+`--help` (or any light submodule) does not pay for torch and open_clip."""
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from promptinfo.backbones import Backbone, create_backbone, list_backbones
+    from promptinfo.data import list_datasets, load_benchmark
+    from promptinfo.methods import create_method, list_methods
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'promptinfo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,8 +35,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from promptinfo.data import procedural
+from promptinfo.engine.device import torch_threads
 from promptinfo.errors import ConfigError, DamagedFileError
-from promptinfo.io import atomic_path, read_safetensors, set_aside
+from promptinfo.io import atomic_path, read_safetensors, remove_leftover_temps, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def pretrain_demo_clip(
         The model in eval mode and a report: recipe, wall times, final loss and accuracies.
     """
     start = time.perf_counter()
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         torch.manual_seed(recipe.seed)
         model = create_demo_model(recipe.model)
         _check_resolution(recipe, model)
@@ -411,17 +411,6 @@ def _check_resolution(recipe: DemoRecipe, model: nn.Module) -> None:
         )
 
 
-@contextmanager
-def _torch_threads(num_threads: int | None):
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 # ----------------------------------------------------------------------------------------------
 # Cached checkpoints
 # ----------------------------------------------------------------------------------------------
@@ -476,6 +465,8 @@ def ensure_demo_backbone(
                 return path
             logger.warning("The cached demo weights %s are damaged; set them aside as %s and pretraining again",
                            path, set_aside(path).name)
+        for target in (path, path.with_suffix(".json")):  # leftovers of a pretraining that was killed
+            remove_leftover_temps(target)
         logger.info("Pretraining the demo CLIP %s (first use; cached at %s)", recipe.model, path)
         model, report = pretrain_demo_clip(recipe, num_threads=num_threads, workers=workers)
         save_demo_checkpoint(model, report, path)

@@ -1,10 +1,15 @@
-"""Shared fixtures: tiny randomly initialised CLIP backbones (nothing is downloaded), the demo weights cache."""
+"""Shared fixtures: tiny randomly initialised CLIP backbones (nothing is downloaded), the demo weights cache and
+one short demo job per session."""
 
+import contextlib
+import io
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 import promptinfo
 
@@ -51,3 +56,60 @@ def demo_cache(tmp_path_factory) -> Path:
     """One demo-weights cache for the session: the small demo CLIP is pretrained once, by whichever test
     gets there first (``ensure_demo_backbone`` makes the others wait on its file lock)."""
     return session_temp(tmp_path_factory) / "demo_weights"
+
+
+DEMO_EPOCHS = 20
+"""Epochs of every learned method in the session's demo job (the small variant)."""
+
+
+class Job:
+    """The outcome of one `promptinfo-demo` call: exit status, printed text and the run folders."""
+
+    def __init__(self, root: Path, status: int, stdout: str) -> None:
+        self.root, self.status, self.stdout = root, status, stdout
+        self.runs = root / "runs" / "demo"
+
+    def folder(self, label: str) -> Path:
+        return self.runs / "procedural_small" / label / "base2novel" / "shots16_seed1"
+
+    def results(self, label: str) -> dict:
+        return json.loads((self.folder(label) / "results.json").read_text())
+
+    def metrics(self, label: str) -> list[dict]:
+        return [json.loads(line) for line in (self.folder(label) / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_demo(root: Path, *extra: str) -> tuple[int, str]:
+    from promptinfo.cli import demo as demo_cli
+
+    out = io.StringIO()
+    argv = ["--variant", "small", "--epochs", str(DEMO_EPOCHS), "--runs-root", str(root / "runs"),
+            "--data-root", str(root / "data"), *extra]
+    with contextlib.redirect_stdout(out):
+        status = demo_cli.main(argv)
+    return status, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_job(tmp_path_factory, demo_cache):
+    """The demo job, with the session's demo weights and its own feature cache, data and runs in a temporary folder.
+
+    Run once per test session: the first xdist worker to get here runs it, the others read its outcome.
+    """
+    root = session_temp(tmp_path_factory) / "demo_job"
+    outcome = root / "outcome.json"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPTINFO_HOME", str(demo_cache))
+        mp.setenv("PROMPTINFO_CACHE", str(root / "cache"))
+        root.mkdir(exist_ok=True)
+        with FileLock(str(root.with_suffix(".lock"))):
+            if not outcome.is_file():
+                status, stdout = run_demo(root)
+                outcome.write_text(json.dumps({"status": status, "stdout": stdout}))
+        recorded = json.loads(outcome.read_text())
+        yield Job(root, recorded["status"], recorded["stdout"])
+    torch.set_num_threads(threads)
+
+

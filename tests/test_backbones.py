@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import promptinfo
+from promptinfo.backbones import _hub as hub
 from promptinfo.errors import BackboneNotSupportedError, ConfigError, WeightsUnavailableError
 from tests.conftest import make_backbone
 
@@ -189,11 +190,36 @@ def test_unreachable_weights_name_the_file_and_the_fix(monkeypatch, tmp_path):
 
     monkeypatch.setattr(pretrained_mod, "download_pretrained_from_url", offline)
     monkeypatch.setattr(pretrained_mod, "download_pretrained_from_hf", offline)
+    monkeypatch.setattr(hub, "reachable", lambda host, timeout=hub.PROBE_TIMEOUT_S: False)  # no probe in tests
     with pytest.raises(WeightsUnavailableError) as info:
         promptinfo.create_backbone("ViT-B-32", pretrained="openai", cache_dir=str(tmp_path))
     message = str(info.value)
     assert "ViT-B-32.pt" in message and "pretrained='/path/to/weights.pt'" in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("host_answers", [False, True])
+def test_an_unreachable_hub_is_read_from_the_cache_only_and_before_the_model_is_built(monkeypatch, tmp_path,
+                                                                                       host_answers):
+    """No minute of retries against a hub that does not answer: the hub client is switched to its local cache
+    (it then fails at once for a missing file), and the weights are looked up before the model is built."""
+    import open_clip
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    probed, seen = [], []
+    monkeypatch.setattr(hub, "reachable", lambda host, timeout=hub.PROBE_TIMEOUT_S: probed.append(host) or host_answers)
+
+    def fetch(cfg, cache_dir=None, **kwargs):
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise FileNotFoundError("not in the local cache")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", fetch)
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("model built before the weights"))
+    with pytest.raises(WeightsUnavailableError, match="not in the local cache"):
+        promptinfo.create_backbone("ViT-B-32", pretrained="openai", cache_dir=str(tmp_path))
+    assert probed == ["huggingface.co"] and seen == [not host_answers]
+    assert constants.HF_HUB_OFFLINE is False  # restored
 
 
 def test_local_weights_file_and_missing_file(tmp_path):

@@ -47,7 +47,7 @@ def test_train_module_then_eval_command(tmp_path, data):
              "protocol=base2novel"]
     done = call(train, tmp_path, data)
     assert done.returncode == 0, done.stdout + done.stderr
-    folder = tmp_path / "runs" / "default" / "oxford_pets" / "coop" / "base2novel" / "shots2_seed1"
+    folder = tmp_path / "runs" / "coop_pitinyvits_base2novel" / "oxford_pets" / "coop" / "base2novel" / "shots2_seed1"
     results = json.loads((folder / "results.json").read_text())
     assert set(results["evaluations"]) == {"base", "novel"} and "harmonic_mean" in results
     assert "epoch 1/1 step" in done.stdout + done.stderr  # plain log lines when not on a terminal

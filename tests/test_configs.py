@@ -7,22 +7,26 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from promptinfo.data import list_datasets
 from promptinfo.engine import validate_eval_config, validate_train_config
-from promptinfo.engine.schema import PROTOCOLS
+from promptinfo.engine.schema import PROTOCOLS, DatasetConfig, LossConfig, ProtocolConfig, TrainerConfig
+from promptinfo.engine.validate import method_options
 from promptinfo.errors import ConfigError
 from promptinfo.methods import list_methods
 from promptinfo.methods.registry import method_class
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN_GROUPS = ("model", "method", "loss", "dataset", "protocol", "trainer", "experiment", "debug")
+SCHEDULE_GROUPS = ("schedule_method", "schedule", "schedule_dataset")
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+    """The choices hydra offers for `group`: YAML files and the ConfigStore's typed nodes."""
+    return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,6 +40,10 @@ def compose_train(overrides: list[str], name: str = "train"):
     return compose(name, overrides=overrides)
 
 
+def resolved(*overrides: str):
+    return validate_train_config(compose_train(list(overrides)))
+
+
 # --------------------------------------------------------------------------------------------- composition
 @pytest.mark.parametrize(  # the experiment presets compose every group again: slow
     "group", [pytest.param(g, marks=pytest.mark.slow) if g == "experiment" else g for g in TRAIN_GROUPS]
@@ -46,93 +54,126 @@ def test_every_option_of_every_group_composes_and_validates(group):
         assert cfg.trainer.epochs is not None and cfg.trainer.epochs >= 0, (group, option)
 
 
+def _split_schedule(group: str, stem: str) -> tuple[str, str | None, str | None]:
+    """(method, protocol, dataset) a schedule file is selected by."""
+    method = next(m for m in list_methods() if stem == m or stem.startswith(m + "_"))
+    if group == "schedule_method":
+        assert stem == method
+        return method, None, None
+    rest = stem[len(method) + 1:]
+    protocol = next(p for p in PROTOCOLS if rest == p or rest.startswith(p + "_"))
+    dataset = rest[len(protocol) + 1:] or None
+    assert (dataset is None) == (group == "schedule"), stem
+    return method, protocol, dataset
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 @pytest.mark.slow
-def test_every_schedule_is_selected_by_its_method_and_protocol():
-    for stem in options("schedule"):
-        method, protocol = next((m, stem[len(m) + 1:]) for m in list_methods() if stem.startswith(m + "_"))
-        assert protocol in PROTOCOLS, stem
-        raw = OmegaConf.load(CONFIGS / "schedule" / f"{stem}.yaml")
-        cfg = validate_train_config(compose_train([f"method={method}", f"protocol={protocol}"]))
-        for key, value in raw.trainer.items():
-            if key != "epochs" or value is not None:
-                assert cfg.trainer[key] == value, (stem, key)
-        for key, value in raw.method.items():
-            assert cfg.method[key] == value, (stem, key)
+@pytest.mark.parametrize("group", SCHEDULE_GROUPS)
+def test_every_schedule_is_selected_by_its_method_protocol_and_dataset(group):
+    for stem in options(group):
+        method, protocol, dataset = _split_schedule(group, stem)
+        assert dataset is None or dataset in list_datasets(), stem
+        overrides = [f"method={method}", f"protocol={protocol or 'base2novel'}"] + [
+            f"dataset={d}" for d in [dataset] if d]  # no method has a base2novel schedule over its method-wide one
+        raw = OmegaConf.to_container(compose(f"{group}/{stem}"))
+        raw = raw.get(group, raw)  # a package-global schedule composed on its own
+        cfg = resolved(*overrides)
+        for key, value in _leaves({k: v for k, v in raw.items() if k in ("method", "trainer")}):
+            assert OmegaConf.select(cfg, key) == value, (stem, key)
+    assert resolved("method=maple", "protocol=cross_dataset", "trainer.lr=0.123").trainer.lr == 0.123  # CLI wins
+
+
+def test_schedules_hold_only_deltas_from_the_typed_defaults():
+    """A schedule value equal to the default it overrides would be a second holder of that default."""
+    for group in SCHEDULE_GROUPS:
+        for path in sorted((CONFIGS / group).glob("*.yaml")):
+            raw = OmegaConf.to_container(OmegaConf.load(path))
+            method = _split_schedule(group, path.stem)[0]
+            defaults = {"method": dataclasses.asdict(method_class(method).Config()),
+                        "trainer": dataclasses.asdict(TrainerConfig())}
+            for key, value in _leaves({k: v for k, v in raw.items() if k in defaults}):
+                assert OmegaConf.select(OmegaConf.create(defaults), key) != value, (path.name, key)
 
 
 def test_per_dataset_schedules_apply_to_their_dataset_only_and_yield_to_the_command_line():
-    for path in sorted((CONFIGS / "schedule_dataset").glob("*.yaml")):
-        stem = path.stem
-        method = next(m for m in list_methods() if stem.startswith(m + "_"))
-        protocol = next(p for p in PROTOCOLS if stem[len(method) + 1:].startswith(p + "_"))
-        dataset = stem[len(method) + len(protocol) + 2:]
-        assert dataset in options("dataset"), stem
-        raw = OmegaConf.load(path)
-        cfg = validate_train_config(compose_train([f"method={method}", f"protocol={protocol}", f"dataset={dataset}"]))
-        assert {k: cfg.method[k] for k in raw.method} == dict(raw.method), stem
     gpa = lambda cfg: (cfg.method.gpa_mean, cfg.method.gpa_std)  # noqa: E731
     few_shot = ["method=promptsrc", "protocol=few_shot"]
     assert gpa(compose_train([*few_shot, "dataset=stanford_cars"])) == (45.0, 5.0)
     assert gpa(compose_train([*few_shot, "dataset=caltech101"])) == (30.0, 30.0)
     assert gpa(compose_train(["method=promptsrc", "protocol=base2novel", "dataset=stanford_cars"])) == (15.0, 1.0)
-    assert gpa(compose_train(["experiment=promptsrc_vitb16_few_shot", "dataset=dtd"])) == (45.0, 5.0)
     assert gpa(compose_train([*few_shot, "dataset=eurosat", "method.gpa_mean=20"])) == (20.0, 5.0)
 
 
 def test_eval_root_and_its_groups_compose_and_validate():
     cfg = validate_eval_config(compose_train([], name="eval"))
-    assert cfg.method.name == "zeroshot" and cfg.checkpoint is None
+    assert cfg.method.name == "zeroshot" and cfg.checkpoint is None and cfg.method.templates is None
     for option in options("model") + ["tiny"]:
         validate_eval_config(compose_train([f"model={option}"], name="eval"))
 
 
-def test_published_schedules():
-    """The numbers of the papers, as the presets resolve them."""
-    def resolved(*overrides):
-        return validate_train_config(compose_train(list(overrides)))
-
-    coop = {s: resolved("experiment=coop_vitb16_few_shot", f"protocol.shots={s}").trainer.epochs
-            for s in (1, 2, 4, 8, 16)}
-    assert coop == {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
-    c = resolved("experiment=coop_vitb16_few_shot", "dataset=imagenet", "protocol.shots=16")
-    assert (c.trainer.epochs, c.trainer.batch_size, c.trainer.lr, c.method.n_ctx) == (50, 32, 0.002, 16)
-    c = resolved("experiment=coop_vitb16_base2novel", "dataset=dtd")
-    assert c.method.ctx_init == "a photo of a" and c.trainer.epochs == 200
-    c = resolved("experiment=cocoop_vitb16_base2novel")
-    assert (c.method.n_ctx, c.trainer.batch_size, c.trainer.epochs, c.trainer.lr) == (4, 1, 10, 0.002)
-    c = resolved("dataset=oxford_pets", "method=maple", "protocol=base2novel", "seed=1")
-    maple = (c.method.n_ctx, c.method.depth, c.trainer.batch_size, c.trainer.lr, c.trainer.epochs)
-    assert maple == (2, 9, 4, 0.0035, 5)
-    c = resolved("experiment=maple_vitb16_cross_dataset")
-    assert (c.method.depth, c.trainer.lr, c.trainer.epochs, c.dataset.name) == (3, 0.0026, 2, "imagenet")
-    assert len(c.protocol.targets) == 10
-    for c in (resolved("experiment=coop_vitb16_few_shot"), resolved("method=maple")):  # the shared recipe
-        t = c.trainer
-        assert (t.optimizer, t.momentum, t.weight_decay, t.warmup_epochs, t.warmup_lr, t.warmup_type) == (
-            "sgd", 0.9, 5e-4, 1, 1e-5, "constant")
-
-
 def test_cma_weight_auto_is_the_authors_lambda_and_the_run_folder_is_derived():
-    c = validate_train_config(compose_train(["experiment=coop_cma_vitb16_few_shot", "dataset=dtd", "protocol.shots=2"]))
+    c = resolved("loss=cma", "dataset=dtd", "protocol.shots=2")
     assert c.loss.cma.enabled and c.loss.cma.weight == 0.4
+    assert c.experiment_name == "coop_cma_vitb16_few_shot"
     assert c.run_dir == "runs/coop_cma_vitb16_few_shot/dtd/coop/few_shot/shots2_seed1"
-    c = validate_train_config(compose_train(["seed=3"]))
-    assert c.run_dir == "runs/default/oxford_pets/coop/few_shot/shots16_seed3"
+    c = resolved("seed=3")
+    assert c.run_dir == "runs/coop_vitb16_few_shot/oxford_pets/coop/few_shot/shots16_seed3"
+    c = resolved("method=maple", "protocol=base2novel", "loss=interplay", "model=demo")
+    assert c.experiment_name == "maple_interplay_pidemodefault_base2novel"
+    assert resolved("experiment_name=mine").run_dir.startswith("runs/mine/")
+    assert resolved("experiment=demo").experiment_name == "demo"
 
 
-# --------------------------------------------------------------------------------------------- coverage
-def test_method_yamls_list_exactly_the_method_options():
-    assert options("method") == list_methods()
+# --------------------------------------------------------------------------------------------- one holder
+def test_composed_method_options_are_the_dataclass_defaults():
+    """No YAML holds a method default: `method=<name>` composes the method's `Config` itself."""
+    assert options("method") == list_methods() and not (CONFIGS / "method").exists()
     for name in list_methods():
-        keys = set(OmegaConf.load(CONFIGS / "method" / f"{name}.yaml")) - {"name"}
-        assert keys == {f.name for f in dataclasses.fields(method_class(name).Config)}, name
+        composed = OmegaConf.to_container(compose_train([f"method={name}", "protocol=zeroshot"]).method)
+        assert composed == {"name": name, **dataclasses.asdict(method_class(name).Config())}, name
+        typed = method_options(resolved(f"method={name}", "protocol=zeroshot").method)
+        assert typed == dataclasses.asdict(method_class(name).Config()), name
 
 
-def test_every_dataset_and_protocol_has_a_yaml():
-    assert options("dataset") == list_datasets()
-    assert options("protocol") == sorted(PROTOCOLS)
+def test_composed_trainer_loss_protocol_and_dataset_are_the_dataclass_defaults():
+    cfg = compose_train(["protocol=few_shot"])
+    assert OmegaConf.to_container(cfg.trainer) == dataclasses.asdict(TrainerConfig())
+    assert OmegaConf.to_container(cfg.loss) == dataclasses.asdict(LossConfig())
+    assert OmegaConf.to_container(cfg.protocol) == dataclasses.asdict(ProtocolConfig())
+    assert OmegaConf.to_container(cfg.dataset) == dataclasses.asdict(DatasetConfig())
+    cpu = compose_train(["trainer=cpu"]).trainer
+    assert (cpu.device, cpu.num_workers, cpu.lr) == ("cpu", 0, TrainerConfig().lr)  # a delta over the defaults
+
+
+def test_every_benchmark_is_a_dataset_choice_without_a_yaml():
+    assert options("dataset") == list_datasets() and not (CONFIGS / "dataset").exists()
     for name in list_datasets():
-        assert OmegaConf.load(CONFIGS / "dataset" / f"{name}.yaml").name == name
+        assert compose_train([f"dataset={name}"]).dataset.name == name
+    assert options("protocol") == sorted(PROTOCOLS)
+
+
+def test_zeroshot_and_kgcoop_take_the_dataset_templates_of_their_authors():
+    """From the command line, zero-shot CLIP and KgCoOp's frozen features use the dataset's template
+    (KgCoOp its authors' own table, which differs from CoOp's on DTD)."""
+    from promptinfo.data import get_benchmark
+
+    for name in ("zeroshot", "kgcoop"):
+        method = resolved(f"method={name}", "dataset=dtd").method
+        assert method.get("templates", method.get("template")) is None  # filled from the data at build time
+    dtd = get_benchmark("dtd")
+    assert dtd.template == "{} texture." and dtd.method_templates == {"kgcoop": "a photo of a {}, a type of texture."}
+
+
+def test_yaml_count_is_at_most_half_of_the_121_before_issue_16():
+    assert len(list(CONFIGS.rglob("*.yaml"))) <= 60
 
 
 # --------------------------------------------------------------------------------------------- bad configs

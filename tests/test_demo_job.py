@@ -2,13 +2,13 @@
 
 One run of `promptinfo-demo --variant small --epochs 20` in a temporary folder (pretraining the small demo
 CLIP, rendering the small procedural benchmark, zero-shot, CoOp, CoOp + CMA and MaPLe, the report) feeds
-every test here, so the file costs one short demo job (once per session, also under pytest-xdist).
+every test here (the `demo_job` fixture of conftest.py, shared with the README test), so the file costs one
+short demo job (once per session, also under pytest-xdist).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import itertools
 import json
 import logging
 import math
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
@@ -32,71 +31,29 @@ from promptinfo.engine.data import load_split
 from promptinfo.engine.validate import validate_train_config
 from promptinfo.losses import cma_loss
 from promptinfo.methods import create_method, load_prompt
-from tests.conftest import session_temp
+from tests.conftest import DEMO_EPOCHS as EPOCHS
+from tests.conftest import run_demo
 
-EPOCHS = 20
 LABELS = ("zeroshot", "coop", "coop+cma", "maple")
+DISPLAY = ("zero-shot", "CoOp", "CoOp + CMA", "MaPLe")  # as the README's table names them
 TRAINED = ("coop", "coop+cma", "maple")
 INFO_KEYS = ("info/entropy_image", "info/entropy_text", "info/mi", "info/mir", "info/hdr")
 MODEL_CONFIGS = Path(__file__).parents[1] / "promptinfo" / "backbones" / "model_configs"
 
 
-class Job:
-    """The outcome of one `promptinfo-demo` call: exit status, printed text and the run folders."""
-
-    def __init__(self, root: Path, status: int, stdout: str) -> None:
-        self.root, self.status, self.stdout = root, status, stdout
-        self.runs = root / "runs" / "demo"
-
-    def folder(self, label: str) -> Path:
-        return self.runs / "procedural_small" / label / "base2novel" / "shots16_seed1"
-
-    def results(self, label: str) -> dict:
-        return json.loads((self.folder(label) / "results.json").read_text())
-
-    def metrics(self, label: str) -> list[dict]:
-        return [json.loads(line) for line in (self.folder(label) / "metrics.jsonl").read_text().splitlines()]
-
-
-def run_demo(root: Path, *extra: str) -> tuple[int, str]:
-    out = io.StringIO()
-    argv = ["--variant", "small", "--epochs", str(EPOCHS), "--runs-root", str(root / "runs"),
-            "--data-root", str(root / "data"), *extra]
-    with contextlib.redirect_stdout(out):
-        status = demo_cli.main(argv)
-    return status, out.getvalue()
-
-
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, demo_cache):
-    """The demo job, with the session's demo weights and its own feature cache, data and runs in a temporary folder.
-
-    Run once per test session: the first xdist worker to get here runs it, the others read its outcome.
-    """
-    root = session_temp(tmp_path_factory) / "demo_job"
-    outcome = root / "outcome.json"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTINFO_HOME", str(demo_cache))
-        mp.setenv("PROMPTINFO_CACHE", str(root / "cache"))
-        root.mkdir(exist_ok=True)
-        with FileLock(str(root.with_suffix(".lock"))):
-            if not outcome.is_file():
-                status, stdout = run_demo(root)
-                outcome.write_text(json.dumps({"status": status, "stdout": stdout}))
-        recorded = json.loads(outcome.read_text())
-        yield Job(root, recorded["status"], recorded["stdout"])
-    torch.set_num_threads(threads)
+def job(demo_job):
+    return demo_job
 
 
-def table_rows(text: str, dataset: str = "procedural_small") -> dict[str, tuple[str, str, str]]:
-    """Method -> (Base, Novel, HM) cells of the printed Markdown table's rows for `dataset`."""
+def table_rows(text: str) -> dict[str, tuple[str, str, str]]:
+    """Method -> (Base, Novel, HM) cells of the printed Markdown table, in its order."""
+    lines = text.splitlines()
+    start = lines.index("| Method | Base | Novel | HM |") + 2
     rows = {}
-    for line in text.splitlines():
+    for line in itertools.takewhile(lambda line: line.startswith("| "), lines[start:]):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0] == dataset:
-            rows[cells[1]] = tuple(cells[2:])
+        rows[cells[0]] = tuple(cells[1:])
     return rows
 
 
@@ -107,15 +64,15 @@ def test_demo_prints_the_base_novel_hm_table_of_the_four_methods(job):
     starts = [re.search(rf"^\[{i}/4\] {re.escape(label)}: promptinfo-train ", job.stdout, re.MULTILINE)
               for i, label in enumerate(LABELS, start=1)]
     assert all(starts) and [m.start() for m in starts] == sorted(m.start() for m in starts)
-    assert "| Dataset | Method | Base | Novel | HM |" in job.stdout
+    assert "### Base-to-novel generalisation on procedural_small" in job.stdout
     rows = table_rows(job.stdout)
-    assert set(rows) == set(LABELS)
-    for label in LABELS:
+    assert list(rows) == list(DISPLAY)  # one row per method (no Average rows for the single dataset), in order
+    for label, name in zip(LABELS, DISPLAY):
         results = job.results(label)
         assert (results["method"], results["dataset"], results["backbone"]) == (label, "procedural_small", "pi-demo-small")
         base, novel = results["evaluations"]["base"], results["evaluations"]["novel"]
         assert base["total"] == novel["total"] == 24 * 16  # 24 base and 24 novel classes, 16 test images each
-        assert rows[label] == (f"{base['accuracy']:.2f}", f"{novel['accuracy']:.2f}", f"{results['harmonic_mean']:.2f}")
+        assert rows[name] == (f"{base['accuracy']:.2f}", f"{novel['accuracy']:.2f}", f"{results['harmonic_mean']:.2f}")
         assert results["epochs"] == (0 if label == "zeroshot" else EPOCHS)
 
 
@@ -123,7 +80,7 @@ def test_demo_prints_the_base_novel_hm_table_of_the_four_methods(job):
 def test_demo_writes_the_trajectory_figures(job):
     report = job.runs / "report"
     per_run = sorted((report / "trajectories").glob("*.png"))
-    assert len(per_run) == len(LABELS)
+    assert len(per_run) == len(TRAINED)  # the zero-shot run has one point per metric: the table gives it
     combined = report / demo_cli.COMPARISON_FIGURE
     assert f"in one figure: {combined}" in job.stdout
     for path in [*per_run, combined]:
@@ -254,3 +211,26 @@ def test_negative_epochs_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         demo_cli.main(["--epochs", "-1"])
     assert info.value.code == 2 and "--epochs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.slow
+@pytest.mark.parametrize("label", ["coop", "maple"])
+def test_a_demo_checkpoint_evaluates_from_its_weights_tag(job, label, demo_cache, monkeypatch, tmp_path):
+    """The checkpoint records the demo CLIP by its tag, so `promptinfo-eval checkpoint=... model=demo_small` rebuilds
+    it (no hidden weights file to pass) and gives the run's own novel accuracy."""
+    from promptinfo.engine import evaluate_checkpoint
+    from promptinfo.methods import read_prompt_checkpoint
+
+    checkpoint = job.folder(label) / "prompt.safetensors"
+    meta = read_prompt_checkpoint(checkpoint)[1]
+    assert (meta["backbone"], meta["weights"]) == ("pi-demo-small", "procedural")
+    assert meta["weights_digest"].startswith("file-")  # the content under the tag, for the feature cache
+    monkeypatch.setenv("PROMPTINFO_HOME", str(demo_cache))
+    monkeypatch.setenv("PROMPTINFO_CACHE", str(job.root / "cache"))
+    overrides = [f"checkpoint={checkpoint}", "model=demo_small", "dataset=procedural_small", "trainer=cpu",
+                 f"dataset.root={job.root / 'data'}", "protocol.subsample=novel", f"output={tmp_path / 'eval.json'}"]
+    with initialize_config_module("promptinfo_configs", version_base="1.3"):
+        results = evaluate_checkpoint(compose("eval", overrides=overrides))
+    assert results["weights"] == "procedural"
+    assert results["evaluations"]["test"]["correct"] == job.results(label)["evaluations"]["novel"]["correct"]

@@ -286,7 +286,10 @@ def test_tensorboard_without_the_package_says_how_to_get_it(monkeypatch, tmp_pat
 def test_eval_rebuilds_the_checkpoints_backbone(tmp_path):
     from omegaconf import OmegaConf
 
-    from promptinfo.engine.checkpoint_eval import _model_config
+    from promptinfo.engine.checkpoint_eval import checkpoint_model_config
+
+    def _model_config(cfg, meta):
+        return checkpoint_model_config(cfg.model, meta, cfg.checkpoint)
 
     cfg = OmegaConf.create({"checkpoint": "p.safetensors",
                             "model": {"name": "ViT-B-16", "pretrained": "openai", "cache_dir": None}})

@@ -246,8 +246,9 @@ def test_finished_run_is_skipped_unless_overwrite(data_root, workdir):
     assert again == first and (folder / "prompt.safetensors").stat().st_mtime_ns == stamp
     redone, _ = run(data_root, workdir, *overrides, "overwrite=true")
     assert same_numbers(redone, first) and (folder / "prompt.safetensors").stat().st_mtime_ns != stamp
-    with pytest.raises(ConfigError, match="finished run of a different config"):
+    with pytest.raises(ConfigError, match="finished run of a different config") as refused:
         run(data_root, workdir, *overrides, "trainer.lr=0.01")  # same folder, other numbers: refused
+    assert "label=" in str(refused.value) and "run_dir=" in str(refused.value)  # the ways to a folder of its own
 
 
 @pytest.mark.slow
@@ -255,7 +256,7 @@ def test_a_checkpoint_of_another_config_is_not_resumed(data_root, workdir):
     overrides = ("method=coop", "method.n_ctx=2", "trainer.epochs=2", "experiment_name=other")
     with pytest.raises(Killed):
         run(data_root, workdir, *overrides, callbacks=(_kill_after_epoch(1),))
-    with pytest.raises(CheckpointMismatchError, match="different training config"):
+    with pytest.raises(CheckpointMismatchError, match="different training config.*label=.*run_dir="):
         run(data_root, workdir, *overrides, "trainer.lr=0.01")
     results, _ = run(data_root, workdir, *overrides, "trainer.num_workers=1")  # loading settings may change
     assert results["epochs"] == 2

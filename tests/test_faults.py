@@ -16,15 +16,16 @@ import pytest
 import torch
 from hydra import compose
 from omegaconf import OmegaConf
+from safetensors.torch import save_file
 
 from promptinfo.data import CorruptImageError, FeatureCache, Item, SplitFileError, build_transform, few_shot_subset
 from promptinfo.data import load_benchmark, read_split_file
 from promptinfo.engine import evaluate_checkpoint, train
 from promptinfo.engine.checkpoint import load_resume_checkpoint
 from promptinfo.errors import CheckpointMismatchError, DamagedFileError, PromptInfoError
-from promptinfo.io import atomic_path, leftover_temps, read_json, set_aside, temp_name
+from promptinfo.io import atomic_path, leftover_temps, read_json, read_safetensors, set_aside, temp_name
 from promptinfo.methods import create_method, read_prompt_checkpoint, save_prompt
-from tests.datagen import make_benchmark_tree
+from tests.datagen import make_benchmark_tree, write_image
 
 
 class Killed(Exception):
@@ -90,7 +91,7 @@ def test_leftover_temps_are_found_by_the_name_atomic_path_gives_them(tmp_path):
     assert leftover_temps(target) == [leftover]
 
 
-# --------------------------------------------------------------------------------------------- prompt checkpoints
+# --------------------------------------------------------------------------------------------- runs on a tiny world
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -131,6 +132,7 @@ def eval_config(data_root: Path, work: Path, checkpoint: Path, *overrides: str):
     return compose("eval", overrides=[*base, *overrides])
 
 
+# --------------------------------------------------------------------------------------------- prompt checkpoints
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "metadata"])
 def test_a_damaged_prompt_checkpoint_is_named(damage, tiny_backbone, tmp_path):
     path = tmp_path / "prompt.safetensors"
@@ -141,8 +143,6 @@ def test_a_damaged_prompt_checkpoint_is_named(damage, tiny_backbone, tmp_path):
     elif damage == "garbage":
         path.write_bytes(b"GIF89a, not a checkpoint" * 4)
     else:  # a valid safetensors file whose promptinfo metadata was cut
-        from safetensors.torch import save_file
-
         save_file({"ctx": torch.zeros(2, 4)}, str(path), metadata={"promptinfo": '{"method": "co'})
     with pytest.raises(DamagedFileError) as err:
         read_prompt_checkpoint(path)
@@ -292,8 +292,6 @@ def test_a_refused_new_run_leaves_no_folder(hydra_configs, data_root, tmp_path):
 def test_a_damaged_feature_cache_entry_is_set_aside_and_recomputed(tmp_path, caplog):
     items = []
     for i in range(4):
-        from tests.datagen import write_image
-
         write_image(tmp_path / f"{i}.jpg", size=12)
         items.append(Item(str(tmp_path / f"{i}.jpg"), i % 2, f"c{i % 2}"))
     cache, tf = FeatureCache(tmp_path / "cache"), build_transform({"size": 8, "mean": (0.5,) * 3, "std": (0.5,) * 3},
@@ -310,11 +308,8 @@ def test_a_damaged_feature_cache_entry_is_set_aside_and_recomputed(tmp_path, cap
     assert len(aside) == 1 and aside[0].read_bytes() == damaged  # kept as evidence, not deleted
     assert "set it aside" in caplog.text and str(first.path) in caplog.text
     assert leftover_temps(first.path) == []
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(str(first.path))  # right key, wrong shapes (written by some other tool)
-    save_file({**tensors, "features": tensors["features"][:, :2]}, str(first.path),
-              metadata={"key": json.dumps(cache._entry(key, items, tf, 1, 0, torch.float32)[0], sort_keys=True)})
+    tensors, metadata = read_safetensors(first.path, fix="")  # right key, wrong shapes (some other tool wrote it)
+    save_file({**tensors, "features": tensors["features"][:, :2]}, str(first.path), metadata=metadata)
     assert cache.load(key, items, tf) is None and not first.path.exists()
     assert torch.equal(cache.get_or_compute(key, items, encode, tf).features, first.features)
 
@@ -381,15 +376,22 @@ def test_a_corrupt_test_image_stops_the_run_before_training(hydra_configs, tmp_p
 
 
 # --------------------------------------------------------------------------------------------- generated data, demo weights
-def test_a_damaged_procedural_marker_is_named(tmp_path):
+def test_a_damaged_procedural_marker_is_named_and_a_killed_generation_is_cleaned_up(tmp_path):
     from promptinfo.data import procedural
 
     spec = procedural.ProceduralSpec(train_per_class=1, val_per_class=1, test_per_class=1, resolution=16)
     target = procedural.write_procedural_dataset(tmp_path, spec)
     (target / procedural.META_FILE).write_text('{"classes": [')
+    leftover = tmp_path / ".other.tmp-killed"  # another benchmark's writer: not ours to remove
+    leftover.mkdir()
     with pytest.raises(DamagedFileError, match="Delete the folder") as err:
         procedural.write_procedural_dataset(tmp_path, spec)
     assert str(target / procedural.META_FILE) in str(err.value)
+    shutil.rmtree(target)
+    killed = tmp_path / ".procedural.tmp-killed"  # a generation that was killed midway
+    (killed / "images").mkdir(parents=True)
+    assert procedural.write_procedural_dataset(tmp_path, spec) == target
+    assert not killed.exists() and leftover.exists()
 
 
 def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monkeypatch, caplog):
@@ -400,7 +402,11 @@ def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monke
         return demo.create_demo_model(recipe.model), {"fake": True}
 
     monkeypatch.setattr(demo, "pretrain_demo_clip", pretrain)
-    path = demo.ensure_demo_backbone("small", cache_dir=tmp_path)
+    path = demo.demo_checkpoint_path("small", tmp_path)
+    leftover = temp_name(path, "dead01")  # a pretraining that was killed while writing
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a file")
+    assert demo.ensure_demo_backbone("small", cache_dir=tmp_path) == path and not leftover.exists()
     good = path.read_bytes()
     damaged = truncate(path)
     with caplog.at_level(logging.WARNING):

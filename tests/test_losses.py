@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from promptinfo.data import cma_lambda
 from promptinfo.losses import (
     InformationTerms,
-    cma_lambda,
     cma_loss,
     cma_weights,
     information_terms,
@@ -141,6 +141,8 @@ def test_cma_lambda_table_matches_the_authors_defaults():
     assert [cma_lambda("ucf101", s) for s in (1, 2, 4, 8, 16)] == [0.8, 0.8, 0.8, 0.6, 0.6]
     with pytest.raises(ValueError, match="no CMA lambda"):
         cma_lambda("cifar10", 4)
+    with pytest.raises(ValueError, match="no CMA lambda"):
+        cma_lambda("procedural", 4)  # registered, but the authors give no value
     with pytest.raises(ValueError, match="shots in"):
         cma_lambda("dtd", 3)
     with pytest.raises(ValueError, match="positive integer"):

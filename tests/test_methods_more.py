@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from promptinfo.backbones import normalize
 from promptinfo.errors import BackboneNotSupportedError, ConfigError
 from promptinfo.methods import MethodOutput, create_method, load_prompt, save_prompt
-from promptinfo.methods.kgcoop import knowledge_distance
+from promptinfo.losses.consistency import knowledge_distance
 from promptinfo.methods.promptsrc import gpa_weights, promptsrc_templates
 from promptinfo.methods.zeroshot import zeroshot_classifier
 from tests.conftest import make_backbone

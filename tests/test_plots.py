@@ -88,6 +88,7 @@ def test_write_trajectory_plots_per_group_and_per_run(tmp_path):
     for seed in (1, 2):
         write_run(root, f"dtd/coop/seed{seed}", seed, epoch_lines(seed))
     write_run(root, "dtd/zeroshot/seed1", 1, None, method="zeroshot")  # no metrics.jsonl: no figure
+    write_run(root, "dtd/zeroshot/seed2", 2, epoch_lines(2, epochs=0), method="zeroshot")  # one point: no figure
     collection = load_runs(root)
     grouped = write_trajectory_plots(collection, tmp_path / "group", per="group")
     assert [p.name for p in grouped] == ["demo_dtd_coop_few_shot_4_pi-tiny-vit-s_random.png"]
@@ -106,6 +107,7 @@ def test_spectra_and_metric_bars():
     frame = pd.DataFrame({"dataset": ["dtd", "pets"], "mir": [0.1, 0.2], "hdr": [0.3, 0.4]})
     bars = metric_bars_figure(frame, ["mir", "hdr"])
     assert [round(p.get_height(), 6) for p in bars.axes[1].patches] == [0.3, 0.4]
+    assert [ax.get_title() for ax in bars.axes[:2]] == ["MIR(Z; W_y)", "HDR(Z; W_y)"]  # names, not column keys
     with pytest.raises(ValueError, match="nc1"):
         metric_bars_figure(frame, ["nc1"])
 
@@ -114,3 +116,24 @@ def test_inspection_plots_write_png(tmp_path):
     assert_png(plot_spectra({"dtd": {"image": np.linspace(1, 0.1, 8)}}, tmp_path / "spectra.png"))
     frame = pd.DataFrame({"dataset": ["dtd"], "mir": [0.1]})
     assert_png(plot_metric_bars(frame, ["mir"], tmp_path / "bars.png"))
+
+
+def test_a_curve_equal_to_an_earlier_one_is_noted_under_its_panel():
+    """Two runs with the same frozen image features draw the same image-entropy line: the later one would
+    hide the earlier, so the panel says which curves coincide."""
+    first, second = pd.DataFrame(epoch_lines(1)), pd.DataFrame(epoch_lines(2))
+    second["info/mi"] = first["info/mi"] + 1e-3  # close but not equal: no note
+    figure = trajectory_figure({"CoOp": first, "CoOp + CMA": second})
+    entropy, mi = figure.axes[:2]
+    assert [t.get_text() for t in entropy.texts] == [
+        "overlapping: CoOp + CMA = CoOp (image features Z); CoOp + CMA = CoOp (text weights W_y)"]
+    assert not mi.texts
+    assert entropy.lines[2].get_linewidth() < entropy.lines[0].get_linewidth()  # the later one drawn thinner on top
+
+
+def test_long_titles_wrap_to_the_figure_width():
+    title = "Kernel spectra: pi-demo-default (file-0123456789abcdef) on procedural, imagenet and dtd"
+    figure = spectra_figure({"procedural": {"image": np.linspace(1, 0.1, 8)}}, title=title)
+    lines = figure._suptitle.get_text().splitlines()
+    assert len(lines) > 1 and " ".join(lines) == title
+    assert max(map(len, lines)) <= figure.get_figwidth() * 9

@@ -153,10 +153,10 @@ def test_base2novel_display_and_caption(runs_root):
     assert list(display.columns) == ["Dataset", "Method", "Shots", "Base", "Novel", "HM"]
     assert display["Dataset"].tolist() == ["dtd", "dtd", "oxford_pets", "oxford_pets",
                                            AVERAGE, AVERAGE, MEAN_HM, MEAN_HM]
-    assert display.iloc[0].tolist() == ["dtd", "coop", "16", "82.00 ± 2.00", "53.00 ± 3.00", "64.39"]
-    assert display.iloc[1].tolist() == ["dtd", "zeroshot", "0", "70.00", "60.00", "64.62"]
-    assert display.iloc[4].tolist() == [AVERAGE, "coop", "16", "87.00", "75.00", "80.56"]
-    assert display.iloc[6].tolist() == [MEAN_HM, "coop", "16", "", "", "79.41"]
+    assert display.iloc[0].tolist() == ["dtd", "zero-shot", "0", "70.00", "60.00", "64.62"]  # the baseline first
+    assert display.iloc[1].tolist() == ["dtd", "CoOp", "16", "82.00 ± 2.00", "53.00 ± 3.00", "64.39"]
+    assert display.iloc[5].tolist() == [AVERAGE, "CoOp", "16", "87.00", "75.00", "80.56"]
+    assert display.iloc[7].tolist() == [MEAN_HM, "CoOp", "16", "", "", "79.41"]
     assert table.summary_start == 4
     assert "harmonic mean of those two averages" in table.caption and MEAN_HM in table.caption
 
@@ -172,9 +172,9 @@ def test_few_shot_numbers_and_layout(runs_root):
     assert cell(data, method="coop", shots=1, dataset=AVERAGE)["mean"] == (42.0 + 80.0) / 2
     assert list(table.display.columns) == ["Method", "Shots", "dtd", "oxford_pets", AVERAGE]
     assert table.display.values.tolist() == [
-        ["coop", "1", "42.00 ± 2.83", "80.00", "61.00"],
-        ["coop", "16", "62.00 ± 2.83", "86.00 ± 1.41", "74.00"],
-        ["zeroshot", "", "43.50", "", "43.50 (1/2)"],
+        ["zero-shot", "", "43.50", "", "43.50 (1/2)"],
+        ["CoOp", "1", "42.00 ± 2.83", "80.00", "61.00"],
+        ["CoOp", "16", "62.00 ± 2.83", "86.00 ± 1.41", "74.00"],
     ]
 
 
@@ -185,8 +185,58 @@ def test_cross_dataset_averages_targets_only(runs_root):
     assert (cell(data, evaluation="caltech101")["mean"], cell(data, evaluation="oxford_pets")["mean"]) == (93.0, 89.0)
     assert cell(data, evaluation=AVERAGE)["mean"] == 91.0  # (93 + 89) / 2; source 71 excluded
     assert list(table.display.columns) == ["Method", "imagenet (source)", "caltech101", "oxford_pets", "Average (targets)"]
-    assert table.display.iloc[0].tolist() == ["coop", "71.00 ± 1.41", "93.00 ± 1.41", "89.00 ± 1.41", "91.00"]
+    assert table.display.iloc[0].tolist() == ["CoOp", "71.00 ± 1.41", "93.00 ± 1.41", "89.00 ± 1.41", "91.00"]
     assert transfer_table(load_runs(runs_root).frame, "domain_generalization") is None
+
+
+@pytest.fixture
+def demo_like_root(tmp_path):
+    """One dataset, base-to-novel, the demo's four methods (one a label) and one seed; plus single-dataset
+    few-shot runs and a cross-dataset run with one target."""
+    root = tmp_path / "single"
+    for i, method in enumerate(["maple", "coop+cma", "zeroshot", "coop"]):
+        write_run(root, f"procedural/{method}/base2novel/seed1", method=method, dataset="procedural",
+                  protocol="base2novel", shots=16, seed=1, accuracies={"base": 60.0 + i, "novel": 40.0 + i})
+        write_run(root, f"procedural/{method}/few_shot/seed1", method=method, dataset="procedural",
+                  protocol="few_shot", shots=16, seed=1, accuracies={"test": 50.0 + i})
+    write_run(root, "imagenet/coop/cross_dataset/seed1", method="coop", dataset="imagenet", protocol="cross_dataset",
+              shots=16, seed=1, accuracies={"imagenet": 70.0, "caltech101": 92.0})
+    return root
+
+
+def test_single_dataset_tables_have_no_rows_or_columns_repeating_it(demo_like_root):
+    frame = load_runs(demo_like_root).frame
+    table = base2novel_table(frame)
+    assert not table.data["dataset"].isin([AVERAGE, MEAN_HM]).any()
+    assert table.title == "Base-to-novel generalisation on procedural" and table.summary_start is None
+    assert list(table.display.columns) == ["Method", "Base", "Novel", "HM"]
+    assert table.display.values.tolist() == [  # paper names, zero-shot first, CoOp + CMA after CoOp
+        ["zero-shot", "62.00", "42.00", "50.08"], ["CoOp", "63.00", "43.00", "51.11"],
+        ["CoOp + CMA", "61.00", "41.00", "49.04"], ["MaPLe", "60.00", "40.00", "48.00"]]
+    assert to_markdown(table).splitlines()[2:4] == ["| Method | Base | Novel | HM |", "| :--- | ---: | ---: | ---: |"]
+    assert "Average" not in table.caption and MEAN_HM not in table.caption
+    few = few_shot_table(frame)
+    assert list(few.display.columns) == ["Method", "procedural"] and AVERAGE not in set(few.data["dataset"])
+    transfer = transfer_table(frame, "cross_dataset")
+    assert list(transfer.display.columns) == ["Method", "imagenet (source)", "caltech101"]
+    assert AVERAGE not in set(transfer.data["evaluation"]) and "Average" not in transfer.caption
+
+
+def test_method_display_names_cover_every_method_and_keep_unknown_labels():
+    from promptinfo.methods import list_methods
+    from promptinfo.report.names import METHOD_NAMES, method_display_name
+
+    assert set(list_methods()) <= set(METHOD_NAMES)
+    assert method_display_name("coop+cma") == "CoOp + CMA"
+    assert method_display_name("maple-depth3") == "maple-depth3"  # a user's label is shown as written
+    assert method_display_name("kgcoop + cma") == "KgCoOp + CMA"
+
+
+def test_cli_plot_choices_are_the_trajectory_modes():
+    from promptinfo.cli.report import PLOT_CHOICES
+    from promptinfo.report.plots import TRAJECTORY_MODES
+
+    assert PLOT_CHOICES == ("none", *TRAJECTORY_MODES)
 
 
 def test_markdown_and_latex_rendering(runs_root):
@@ -194,10 +244,10 @@ def test_markdown_and_latex_rendering(runs_root):
     markdown = to_markdown(table).splitlines()
     assert markdown[2] == "| Dataset | Method | Shots | Base | Novel | HM |"
     assert markdown[3] == "| :--- | :--- | :--- | ---: | ---: | ---: |"
-    assert markdown[4] == "| dtd | coop | 16 | 82.00 ± 2.00 | 53.00 ± 3.00 | 64.39 |"
+    assert markdown[5] == "| dtd | CoOp | 16 | 82.00 ± 2.00 | 53.00 ± 3.00 | 64.39 |"
     latex = to_latex(table)
     assert r"\begin{tabular}{lllrrr}" in latex
-    assert r"    dtd & coop & 16 & 82.00 $\pm$ 2.00 & 53.00 $\pm$ 3.00 & 64.39 \\" in latex
+    assert r"    dtd & CoOp & 16 & 82.00 $\pm$ 2.00 & 53.00 $\pm$ 3.00 & 64.39 \\" in latex
     assert r"oxford\_pets" in latex and r"\label{tab:base2novel}" in latex
     lines = latex.splitlines()
     assert lines[lines.index(r"    \midrule", lines.index(r"    \toprule") + 3) + 1].startswith("    Average")
@@ -269,7 +319,7 @@ def test_cli_writes_tables_and_prints_markdown(runs_root, tmp_path, capsys):
     (runs_root / "dtd/coop/base2novel/shots16_seed1/metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert report_main([str(runs_root), "--out", str(out), "--format", "csv,md,tex"]) == 0
     printed = capsys.readouterr().out
-    assert "### Base-to-novel generalisation" in printed and "| dtd | coop | 16 | 82.00 ± 2.00 |" in printed
+    assert "### Base-to-novel generalisation" in printed and "| dtd | CoOp | 16 | 82.00 ± 2.00 |" in printed
     assert "skipped dtd/coop/base2novel/shots16_seed4" in printed
     names = {p.name for p in out.iterdir()}
     for stem in ("base2novel", "few_shot", "cross_dataset"):

@@ -293,7 +293,7 @@ def test_every_method_trains_with_unlabelled_images(method, data_root, tmp_path)
 
 # --------------------------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("overrides, message", [
-    (("protocol=few_shot", "loss.unlabelled.mi_weight=0.1"), "loss.unlabelled weighs terms on unlabelled images"),
+    (("protocol=semi_supervised", "loss.unlabelled.mi_weight=-0.1"), "loss.unlabelled.mi_weight=-0.1"),
     (("protocol=semi_supervised", "pseudo.threshold=1.5"), "pseudo.threshold=1.5"),
     (("protocol=semi_supervised", "pseudo.mu=0"), "pseudo.mu=0"),
     (("protocol=semi_supervised", "protocol.shots=-1"), "leaves none unlabelled"),
@@ -312,3 +312,53 @@ def test_unknown_strategy_lists_the_valid_ones():
     cfg.pseudo.name = "mixmatch"
     with pytest.raises(ConfigError, match="Unknown pseudo.name='mixmatch'.*fixmatch, freematch, topk"):
         validate_train_config(cfg)
+
+
+# --------------------------------------------------------------------------------------------- presets
+PUBLISHED = {
+    # preset: (values, where they come from)
+    "fpl": ({"name": "topk", "per_class": 16, "rounds": 1},
+            "BatsResearch/menghini-neurips23-code methods_config/textual_fpl_config.yml: N_PSEUDOSHOTS 16"),
+    "ifpl": ({"name": "topk", "per_class": 16, "rounds": 10, "grow": False, "source": "model"},
+             "methods_config/iterative_textual_fpl_config.yml: N_PSEUDOSHOTS 16, STEP_QUANTILE 10"),
+    "grip": ({"name": "topk", "rounds": 10, "grow": True, "source": "model"},
+             "methods_config/grip_textual_config.yml: STEP_QUANTILE 10; methods/*/pseudo_iterative.py grows K"),
+    "fixmatch": ({"name": "fixmatch", "threshold": 0.95, "mu": 7, "weight": 1.0},
+                 "google-research/fixmatch fixmatch.py flags: confidence 0.95, uratio 7, wu 1"),
+    "freematch": ({"name": "freematch", "ema": 0.999}, "FreeMatch (Wang et al., ICLR 2023): ema_p 0.999"),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PUBLISHED))
+def test_pseudo_presets_hold_the_published_settings(preset):
+    from promptinfo.engine.validate import validate_train_config
+
+    values, source = PUBLISHED[preset]
+    cfg = validate_train_config(compose("train", overrides=["debug=tiny", "protocol=semi_supervised",
+                                                            f"pseudo={preset}"]))
+    assert {k: cfg.pseudo[k] for k in values} == values, source
+
+
+def test_semi_supervised_protocol_labels_two_shots_as_menghini_et_al():
+    cfg = compose("train", overrides=["protocol=semi_supervised"])
+    assert cfg.protocol.shots == 2  # N_LABEL: 2 in menghini-neurips23-code's methods_config/*.yml
+
+
+# --------------------------------------------------------------------------------------------- report
+def test_report_tables_pseudo_labels_with_seed_means(tmp_path):
+    from promptinfo.report import build_tables, load_runs
+
+    for seed, (acc, pseudo_acc) in {1: (60.0, 70.0), 2: (64.0, 74.0)}.items():
+        folder = tmp_path / f"coop+fpl/semi_supervised/shots2_seed{seed}"
+        folder.mkdir(parents=True)
+        results = {"status": "finished", "method": "coop+fpl", "dataset": "dtd", "protocol": "semi_supervised",
+                   "shots": 2, "seed": seed, "backbone": "ViT-B-16", "weights": "openai", "experiment": None,
+                   "evaluations": {"test": {"dataset": "dtd", "subsample": "all", "correct": int(acc * 10),
+                                            "total": 1000, "accuracy": acc}},
+                   "pseudo_labels": {"accuracy": pseudo_acc, "labelled": 100 + seed, "seen": 200}, "wall_time_s": 1.0}
+        (folder / "results.json").write_text(json.dumps(results))
+    [table] = build_tables(load_runs(tmp_path).frame)
+    row = table.display.iloc[0]
+    assert table.name == "pseudo_labels" and (row["Protocol"], row["Dataset"]) == ("semi_supervised", "dtd")
+    assert row["Test"] == "62.00 ± 2.83" and row["Pseudo-label acc."] == "72.00"
+    assert row["Pseudo-labelled / epoch"] == "102"  # mean of 101 and 102, rounded for display

@@ -103,4 +103,4 @@ def original_step(model: OriginalPromptModel, optimizer: torch.optim.Optimizer, 
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())

@@ -21,7 +21,7 @@ def plain_blocks(blocks: Sequence[nn.Module]) -> bool:
     input projection, the only kind whose attention this module computes itself."""
     return all(
         type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv")
-        and isinstance(b.attn, nn.MultiheadAttention) and b.attn._qkv_same_embed_dim
+        and isinstance(b.attn, nn.MultiheadAttention) and b.attn.in_proj_weight is not None
         and b.attn.bias_k is None and not b.attn.add_zero_attn
         for b in blocks
     )

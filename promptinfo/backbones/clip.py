@@ -40,7 +40,11 @@ class Backbone(nn.Module):
 
     Attributes:
         name: architecture name (or checkpoint stem for OpenAI files).
-        weights_id: pretrained tag or file fingerprint; recorded in prompt checkpoints.
+        weights_id: pretrained tag or file fingerprint; recorded in prompt checkpoints, so that a tag
+            (`openai`, the demo's `procedural`) rebuilds the backbone wherever the prompts are loaded.
+        weights_digest: content identity of the weights: the file fingerprint when they were read from a
+            file (also a tag resolved to a local file, as `procedural` is), else `weights_id`. Keys the
+            feature cache, so features of other weights under the same tag are never reused.
         truncate_text: run the text transformer only up to the longest end-of-text token; switched
             on automatically where it is exact (causal mask and end-of-text pooling).
         text_buckets: with truncation, split a text pass into at most this many passes over prompts
@@ -50,12 +54,13 @@ class Backbone(nn.Module):
             automatically where it is exact (`shared_prefix_exact`).
     """
 
-    def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer) -> None:
+    def __init__(self, model: nn.Module, name: str, weights_id: str, tokenizer, weights_digest: str | None = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.name = name
         self.weights_id = weights_id
+        self.weights_digest = weights_digest or weights_id
         self.tokenizer = tokenizer
         self._text = _text_tower(model, name)
         if not getattr(self._text.transformer, "batch_first", True):
@@ -158,6 +163,11 @@ class Backbone(nn.Module):
     def token_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
         """Word embeddings `[n, L, text_width]` of token ids (no positional embedding)."""
         return self._text.token_embedding(tokens).to(self.dtype)
+
+    def vocabulary(self) -> tuple[torch.Tensor, list[str]]:
+        """Every token's word embedding `[vocab, text_width]` and its text, by token id (to read prompts as words)."""
+        weight = self._text.token_embedding.weight.detach()
+        return weight, [token_text(self.tokenizer, i) for i in range(weight.shape[0])]
 
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
         """Index of the token whose feature is pooled (end-of-text), per sequence."""
@@ -356,6 +366,14 @@ def _text_tower(model: nn.Module, name: str) -> SimpleNamespace:
         "model) whose token embeddings prompt methods cannot reach. Choose an open_clip model with a native "
         "text transformer."
     )
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """The text of one token id: open_clip's BPE tokenizer or a Hugging Face tokenizer."""
+    decode = getattr(getattr(tokenizer, "tokenizer", None), "decode", None) or getattr(tokenizer, "decode", None)
+    if decode is None:
+        return f"<{token_id}>"
+    return decode([token_id]).strip()
 
 
 def common_prefix_length(tokens: torch.Tensor) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import open_clip
 import torch
 
+from promptinfo.backbones._hub import offline_unless_reachable
 from promptinfo.backbones.clip import Backbone
 from promptinfo.backbones.openai_format import load_openai_checkpoint
 from promptinfo.errors import ConfigError, WeightsUnavailableError
@@ -65,14 +66,16 @@ def create_backbone(
             f"Unknown backbone {name!r}. Close matches: {close}. "
             "See promptinfo.list_backbones() for every name, or pass the path of an OpenAI-format checkpoint."
         )
+    tag = pretrained
     if pretrained == DEMO_TAG and name in _demo_variants():
         from promptinfo.demo import ensure_demo_backbone  # pretrains on first use, then cached
 
         pretrained = str(ensure_demo_backbone(_demo_variants()[name], cache_dir))
     model = _create_open_clip(name, pretrained, precision, cache_dir)
-    weights_id = "random" if pretrained is None else _weights_id(pretrained)
+    digest = "random" if pretrained is None else _weights_id(pretrained)
+    weights_id = tag if tag == DEMO_TAG else digest  # the tag, which rebuilds the backbone from a checkpoint
     tokenizer = open_clip.get_tokenizer(name)
-    backbone = Backbone(model, name=name, weights_id=weights_id, tokenizer=tokenizer)
+    backbone = Backbone(model, name=name, weights_id=weights_id, tokenizer=tokenizer, weights_digest=digest)
     return backbone.to(device)
 
 
@@ -119,9 +122,11 @@ def _create_open_clip(name: str, pretrained: str | None, precision: str, cache_d
             f"Tags open_clip knows for {name}: {open_clip.list_pretrained_tags_by_model(name)}."
         )
     try:
-        return open_clip.create_model(
-            name, pretrained=pretrained, force_quick_gelu=bool(tag_cfg.get("quick_gelu")), **kwargs
-        )
+        with offline_unless_reachable(tag_cfg):
+            open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)  # fetched (or found) before the model is built
+            return open_clip.create_model(
+                name, pretrained=pretrained, force_quick_gelu=bool(tag_cfg.get("quick_gelu")), **kwargs
+            )
     except Exception as err:  # any downloader failure: network, hub, missing cache
         raise WeightsUnavailableError(_download_help(name, pretrained, tag_cfg, cache_dir, err)) from None
 

@@ -1,4 +1,8 @@
-"""What the argparse commands (report, inspect, demo) share: console logging and user errors as exit code 2."""
+"""What the argparse commands (report, inspect, demo) share: console logging and user errors as exit code 2.
+
+These commands import torch, pandas and matplotlib only after their arguments are parsed, so `--help`
+and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from contextlib import contextmanager
 from typing import Callable
 
 from promptinfo.errors import PromptInfoError
-from promptinfo.report.formats import parse_formats
 
 
 def run_command(
@@ -18,10 +21,12 @@ def run_command(
     argv: list[str] | None,
     body: Callable[[argparse.Namespace, list[str]], int],
 ) -> int:
-    """Parse `argv`, check `--format`, run `body(args, formats)`; a PromptInfoError prints and returns 2."""
+    """Parse `argv`, check `--format` (where the command has one), run `body(args, formats)`; a PromptInfoError prints and returns 2."""
     args = parser.parse_args(argv)
+    from promptinfo.report.formats import parse_formats
+
     try:
-        formats = parse_formats(args.format)
+        formats = parse_formats(args.format) if hasattr(args, "format") else []
     except ValueError as err:
         parser.error(str(err))
     with console_logging():

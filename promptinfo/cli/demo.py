@@ -24,15 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-
 from promptinfo.cli import report
 from promptinfo.cli._argparse import console_logging
 from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, QuietOpenClip
-from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
-from promptinfo.engine import train
 from promptinfo.errors import PromptInfoError
-from promptinfo.report.plots import plot_run_trajectories
 
 EXPERIMENT = "demo"
 """The experiment preset (``configs/experiment/demo.yaml``) and the runs' folder under ``--runs-root``."""
@@ -60,6 +55,16 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("maple", ("method=maple", f"method.depth={MAPLE_DEPTH}", "trainer.train_views=0")),
 )
 
+SEMI_EXPERIMENT = "demo_semi"
+"""The semi-supervised comparison's preset (``configs/experiment/demo_semi.yaml``) and runs folder (``--semi``)."""
+
+SEMI_RUNS: tuple[DemoRun, ...] = (
+    DemoRun("zeroshot", ("method=zeroshot", "protocol=zeroshot")),
+    DemoRun("coop", ("protocol=few_shot", "label=coop")),  # the labelled shots alone
+    DemoRun("coop+fpl", ("label=coop+fpl",)),  # plus the unlabelled images, pseudo-labelled (FPL)
+    DemoRun("coop+fpl+info", ("loss=interplay", "label=coop+fpl+info")),  # plus the information terms
+)
+
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": ("model=demo", "dataset=procedural"),
     "small": ("model=demo_small", "dataset=procedural_small"),
@@ -83,12 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of every learned method (default: the demo schedule)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished runs instead of skipping them")
+    parser.add_argument("--semi", action="store_true",
+                        help="run the semi-supervised comparison instead (experiment=demo_semi): CoOp on 2 labelled "
+                        "shots per base class alone, with the other train images pseudo-labelled, and with the "
+                        "information terms too")
     return parser
 
 
 def run_overrides(run: DemoRun, args: argparse.Namespace) -> list[str]:
     """The ``promptinfo-train`` overrides of one demo run."""
-    overrides = [f"experiment={EXPERIMENT}", *VARIANTS[args.variant], *run.overrides, f"seed={args.seed}",
+    experiment = SEMI_EXPERIMENT if args.semi else EXPERIMENT
+    overrides = [f"experiment={experiment}", *VARIANTS[args.variant], *run.overrides, f"seed={args.seed}",
                  f"runs_root={args.runs_root}", f"dataset.root={args.data_root}"]
     if args.epochs is not None:
         overrides.append(f"trainer.epochs={args.epochs}")
@@ -112,25 +122,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from hydra import compose, initialize_config_module
+
+    from promptinfo.engine import train
+    from promptinfo.report.names import method_display_name
+    from promptinfo.report.plots import plot_run_trajectories
+
     start = time.perf_counter()
     _pretrain(args.variant)
     trained = {}
-    for i, run in enumerate(DEMO_RUNS, start=1):
+    runs = SEMI_RUNS if args.semi else DEMO_RUNS
+    for i, run in enumerate(runs, start=1):
         overrides = run_overrides(run, args)
-        print(f"[{i}/{len(DEMO_RUNS)}] {run.label}: promptinfo-train {' '.join(overrides)}", flush=True)
+        print(f"[{i}/{len(runs)}] {run.label}: promptinfo-train {' '.join(overrides)}", flush=True)
         with initialize_config_module(CONFIG_PATH.removeprefix("pkg://"), version_base=HYDRA_VERSION):
             cfg = compose("train", overrides=overrides)
         results = train(cfg)
         print(_summary(run.label, results), flush=True)
         if results.get("epochs", 0) > 0:
             trained[run.label] = Path(cfg.run_dir)
+    if args.semi:
+        print(f"promptinfo-demo --semi finished in {time.perf_counter() - start:.0f} s.")
+        return report.main([str(args.runs_root / SEMI_EXPERIMENT), "--format", "csv,md"])
     out = args.runs_root / EXPERIMENT
     status = report.main([str(out), "--format", "csv,md"])
     if status != 0:
         return status
     figure = out / "report" / COMPARISON_FIGURE
     if trained:
-        plot_run_trajectories(list(trained.values()), figure, labels=list(trained),
+        plot_run_trajectories(list(trained.values()), figure, labels=[method_display_name(t) for t in trained],
                               title="Information trajectories on base training images (epoch 0: zero-shot)")
         print(f"Trajectories of {', '.join(trained)} in one figure: {figure}")
     print(f"Per-run trajectory figures: {out / 'report' / 'trajectories'}")
@@ -139,6 +159,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(variant: str) -> None:
+    from promptinfo.demo import demo_checkpoint_path, ensure_demo_backbone, get_recipe
+
     recipe = get_recipe(variant)
     if not demo_checkpoint_path(variant).is_file():
         print(f"Pretraining the demo CLIP {recipe.model} on procedural shapes (first use only; cached under "
@@ -147,9 +169,14 @@ def _pretrain(variant: str) -> None:
 
 
 def _summary(label: str, results: dict) -> str:
+    timing = f"({results['wall_time_s']:.0f} s)"
+    if "test" in results["evaluations"]:
+        pseudo = results.get("pseudo_labels")
+        extra = "" if not pseudo else (f"  pseudo-labels {pseudo['labelled']} per epoch, "
+                                       f"{pseudo.get('accuracy', float('nan')):.2f}% right")
+        return f"    {label}: test {results['evaluations']['test']['accuracy']:.2f}{extra}  {timing}"
     base, novel = (results["evaluations"][k]["accuracy"] for k in ("base", "novel"))
-    return (f"    {label}: base {base:.2f}  novel {novel:.2f}  HM {results['harmonic_mean']:.2f}  "
-            f"({results['wall_time_s']:.0f} s)")
+    return f"    {label}: base {base:.2f}  novel {novel:.2f}  HM {results['harmonic_mean']:.2f}  {timing}"
 
 
 class QuietEngine(logging.Filter):

@@ -2,21 +2,23 @@
 
 Examples::
 
-    promptinfo-eval checkpoint=runs/default/oxford_pets/coop/base2novel/shots16_seed1/prompt.safetensors \
-        dataset=oxford_pets protocol.subsample=novel
+    promptinfo-eval dataset=oxford_pets protocol.subsample=novel \
+        checkpoint=runs/coop_vitb16_base2novel/oxford_pets/coop/base2novel/shots16_seed1/prompt.safetensors
     promptinfo-eval method=zeroshot model=vit_b16 dataset=eurosat
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
-from promptinfo.engine import evaluate_checkpoint
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
+from promptinfo.engine import evaluate_checkpoint, validate_eval_config
+from promptinfo.engine.schema import EvalConfig
 
 
 @hydra.main(version_base=HYDRA_VERSION, config_path=CONFIG_PATH, config_name="eval")
@@ -27,6 +29,7 @@ def _evaluate(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
+    exit_on_bad_command_line("eval", sys.argv[1:], validate_eval_config, EvalConfig)
     _evaluate()
 
 

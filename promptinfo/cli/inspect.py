@@ -10,17 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from promptinfo.backbones import create_backbone
-from promptinfo.data import FeatureCache, load_benchmark
-from promptinfo.engine.device import resolve_device, resolve_precision
 from promptinfo.cli._argparse import run_command
 from promptinfo.io import write_json
-from promptinfo.methods import create_method
-from promptinfo.report.formats import to_markdown, write_table
-from promptinfo.report.inspection import inspect_benchmark, inspection_frame, inspection_table
-from promptinfo.report.plots import plot_metric_bars, plot_spectra
 
 logger = logging.getLogger("promptinfo.inspect")
 
@@ -64,38 +55,59 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _inspect(args: argparse.Namespace, formats: list[str]) -> int:
+    import torch
+
+    from promptinfo.backbones import create_backbone
+    from promptinfo.engine.device import resolve_device, resolve_precision
+
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     if args.pretrained is None:
         logger.warning("no --pretrained given: %s has random weights (seeded with --seed %d)", args.model, args.seed)
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.model, args.pretrained, device=device, cache_dir=args.model_cache_dir)
-    cache = FeatureCache(args.feature_cache)
-    results, spectra = [], {}
-    for name in args.datasets:
-        data = load_benchmark(name, args.data_root, template_set=TEMPLATE_CHOICES[args.templates])
-        method = create_method("zeroshot", backbone, data.classnames, templates=data.templates).to(device)
+    results = [_inspect_dataset(name, args, backbone, device, precision) for name in args.datasets]
+    _write_outputs(args, formats, backbone, precision.name, results)
+    return 0
 
-        def encode(images: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad(), precision.autocast(device):
-                return method.encode_images(images.to(device)).float()
 
-        inspection, info = inspect_benchmark(
-            method, data, cache, precision=precision.name, encode_fn=encode, subset=args.subset, seed=args.seed,
-            batch_size=args.batch_size, num_workers=args.num_workers, pair_size=args.pair_size,
-            pair_subsets=args.pair_subsets)
-        results.append((inspection, info))
-        spectra[name] = inspection.spectra
-        logger.info("%s: accuracy %.2f%% on %d images", name, inspection.metrics["accuracy"], inspection.metrics["n_images"])
+def _inspect_dataset(name: str, args: argparse.Namespace, backbone, device, precision) -> tuple:
+    """(inspection, info) of the zero-shot classifier of `backbone` on benchmark `name`."""
+    import torch
+
+    from promptinfo.data import FeatureCache, load_benchmark
+    from promptinfo.methods import create_method
+    from promptinfo.report.inspection import inspect_benchmark
+
+    data = load_benchmark(name, args.data_root, template_set=TEMPLATE_CHOICES[args.templates])
+    method = create_method("zeroshot", backbone, data.classnames, templates=data.templates).to(device)
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), precision.autocast(device):
+            return method.encode_images(images.to(device)).float()
+
+    inspection, info = inspect_benchmark(
+        method, data, FeatureCache(args.feature_cache), precision=precision.name, encode_fn=encode,
+        subset=args.subset, seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers,
+        pair_size=args.pair_size, pair_subsets=args.pair_subsets)
+    logger.info("%s: accuracy %.2f%% on %d images", name, inspection.metrics["accuracy"], inspection.metrics["n_images"])
+    return inspection, info
+
+
+def _write_outputs(args: argparse.Namespace, formats: list[str], backbone, precision: str, results) -> None:
+    from promptinfo.report.formats import to_markdown, write_table
+    from promptinfo.report.inspection import inspection_frame, inspection_table
+    from promptinfo.report.plots import plot_metric_bars, plot_spectra
+
     frame = inspection_frame(results, backbone.name, backbone.weights_id)
     table = inspection_table(frame)
     write_table(table, args.out, formats)
-    write_json(args.out / "inspect.json", _json_report(args, backbone, precision.name, results))
+    write_json(args.out / "inspect.json", _json_report(args, backbone, precision, results))
+    spectra = {name: inspection.spectra for name, (inspection, _) in zip(args.datasets, results)}
     plot_spectra(spectra, args.out / "spectra.png", title=f"Kernel spectra: {backbone.name} ({backbone.weights_id})")
     plot_metric_bars(frame, list(BAR_METRICS), args.out / "metrics.png", title=f"{backbone.name} ({backbone.weights_id})")
     print(to_markdown(table))
     logger.info("wrote inspect.{%s}, inspect.json, spectra.png and metrics.png to %s", ",".join(formats), args.out)
-    return 0
 
 
 def _json_report(args: argparse.Namespace, backbone, precision: str, results) -> dict:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from promptinfo.cli._argparse import run_command
 from promptinfo.io import atomic_path
-from promptinfo.report import build_tables, load_runs, to_markdown, write_table
-from promptinfo.report.plots import TRAJECTORY_MODES, write_trajectory_plots
 
 logger = logging.getLogger("promptinfo.report")
+
+PLOT_CHOICES = ("none", "group", "run")
+"""``--plots``: none, or ``promptinfo.report.plots.TRAJECTORY_MODES`` (written out here so that ``--help`` need
+not import the plotting stack; a test keeps the two equal)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decimals", type=int, default=2, help="decimals in Markdown/LaTeX cells (CSV keeps full precision)")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip malformed results.json files with a warning instead of stopping")
-    parser.add_argument("--plots", choices=["none", *TRAJECTORY_MODES], default="group",
+    parser.add_argument("--plots", choices=PLOT_CHOICES, default="group",
                         help="trajectory figures from metrics.jsonl: one per group of seeds (default), one per run, or none")
     return parser
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace, formats: list[str]) -> int:
+    from promptinfo.report import build_tables, load_runs, to_markdown, write_table
+    from promptinfo.report.plots import write_trajectory_plots
+
     collection = load_runs(args.runs_dir, on_invalid="skip" if args.skip_invalid else "error")
     out = args.out or args.runs_dir / "report"
     skipped = collection.skipped_frame()

@@ -3,8 +3,8 @@
 Examples::
 
     promptinfo-train dataset=oxford_pets method=maple protocol=base2novel seed=1
-    promptinfo-train experiment=coop_vitb16_few_shot dataset=dtd protocol.shots=4 seed=2
-    promptinfo-train -m experiment=cocoop_vitb16_base2novel dataset=eurosat,dtd seed=1,2,3
+    promptinfo-train method=coop dataset=dtd protocol.shots=4 seed=2
+    promptinfo-train -m method=cocoop protocol=base2novel dataset=eurosat,dtd seed=1,2,3
     promptinfo-train -m experiment=benchmark_few_shot method=coop hydra/launcher=local    # runs in parallel
     torchrun --nproc_per_node 4 -m promptinfo.cli.train dataset=imagenet method=maple     # one run, 4 GPUs
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import hydra
@@ -21,9 +22,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
 from promptinfo.engine import distributed as dist
-from promptinfo.engine import train
+from promptinfo.engine import train, validate_train_config
+from promptinfo.engine.schema import TrainConfig
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -72,6 +74,7 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
+    exit_on_bad_command_line("train", sys.argv[1:], validate_train_config, TrainConfig)
     _train()
 
 

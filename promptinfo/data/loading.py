@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptinfo.data.errors import DataNotFoundError, prepare_command
@@ -26,6 +27,7 @@ class BenchmarkData:
         train, val, test: items; for ImageNet ``val`` is the test set (as in CoOp).
         classnames: names ordered by label (underscores kept; ``prompts`` replaces them).
         templates: prompt templates, each with one ``{}``.
+        method_templates: method key -> the template its authors use here instead (see ``templates_for``).
         split_source: where the split came from.
         shots, seed, subsample: the protocol applied (``shots=-1``: all images).
     """
@@ -41,6 +43,7 @@ class BenchmarkData:
     split_source: str
     val_is_test: bool = False
     test_only: bool = False
+    method_templates: Mapping[str, str] = field(default_factory=dict)
     shots: int = -1
     seed: int | None = None
     subsample: str = "all"
@@ -54,6 +57,12 @@ class BenchmarkData:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, name)
+
+    def templates_for(self, method: str) -> list[str]:
+        """The templates method ``method`` prompts this benchmark with: its authors' own where they differ
+        (``Benchmark.method_templates``, e.g. KgCoOp on DTD), else ``templates``."""
+        own = self.method_templates.get(method)
+        return [own] if own is not None else list(self.templates)
 
     def prompts(self, template: str | None = None) -> list[str]:
         """Class prompts from ``template`` (default: the first template)."""
@@ -104,13 +113,20 @@ def load_benchmark(
         val=val,
         test=splits.test,
         classnames=_classnames(splits),
-        templates=select_templates(bench.template, template_set, is_imagenet=bench.key == "imagenet"),
         split_source=splits.source,
         val_is_test=bench.val_is_test,
         test_only=bench.test_only,
+        **benchmark_templates(bench, template_set),
     )
     _check_counts(bench, data, strict_counts)
     return data
+
+
+def benchmark_templates(bench: Benchmark, template_set: str = "single") -> dict:
+    """The template fields of ``bench``'s ``BenchmarkData``: ``templates`` (its hand-crafted template, or the
+    ensemble ``template_set``) and ``method_templates`` (the methods' authors' own, see ``templates_for``)."""
+    own = select_templates(bench.template, template_set, is_imagenet=bench.key == "imagenet")
+    return {"templates": own, "method_templates": dict(bench.method_templates)}
 
 
 def _classnames(splits: DatasetSplits) -> list[str]:

@@ -13,6 +13,7 @@ and a shape that both appear in some base class.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -482,6 +483,8 @@ def write_procedural_dataset(
                 f"{target} exists but does not hold the procedural benchmark with settings {expected}. "
                 f"Delete that folder to regenerate it, or choose another data root."
             )
+        for leftover in root.glob(f".{glob.escape(name)}.tmp-*"):  # of a writer that was killed (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
         try:
             _write_tree(tmp, spec)

@@ -1,12 +1,13 @@
 """The benchmark registry: one declarative ``Benchmark`` per dataset, looked up by its lowercase key.
 
 Adding a benchmark is one file in ``promptinfo/data/benchmarks/`` that calls
-``register_benchmark(Benchmark(...))`` (and one YAML under ``configs/dataset/``).
+``register_benchmark(Benchmark(...))``; the package finds it, and hydra offers it as ``dataset=<key>``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,8 @@ from promptinfo.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, "Benchmark"] = {}
+CMA_SHOTS = (1, 2, 4, 8, 16)
+"""Shot counts of a per-shot CMA lambda tuple."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class Benchmark:
         name: the dataset's name in CoOp's code (``"OxfordPets"``), used in messages.
         folder: folder under the data root (CoOp's DATASETS.md).
         template: the hand-crafted prompt template of CoOp's zero-shot CLIP.
+        method_templates: method registry key -> the template that method's authors use on this benchmark
+            where it differs from ``template`` (KgCoOp's own table).
+        cma_lambda: the CMA authors' lambda for CoOp few-shot training (Song et al., arXiv 2409.16767): one
+            value, or one per shot count in ``CMA_SHOTS``; None where they give none.
         read_fn: reads the benchmark from its folder without a split file (official lists, or the
             original per-class random split); test-only benchmarks are always read this way.
         image_dir: folder, relative to ``folder``, that split-file paths are relative to.
@@ -93,6 +100,8 @@ class Benchmark:
     folder: str
     template: str
     read_fn: Callable[[Path], DatasetSplits]
+    method_templates: Mapping[str, str] = field(default_factory=dict)
+    cma_lambda: float | tuple[float, ...] | None = None
     image_dir: str = ""
     split_file: str | None = None
     num_classes: int | None = None
@@ -186,6 +195,28 @@ def get_benchmark(key: str) -> Benchmark:
         return _REGISTRY[key]
     except KeyError:
         raise ConfigError(f"unknown dataset {key!r}; known datasets: {', '.join(list_datasets())}") from None
+
+
+def cma_lambda(dataset: str, shots: int) -> float:
+    """The CMA authors' weight for CoOp few-shot training on ``dataset`` with ``shots`` per class.
+
+    Benchmarks with a single value use it for any shot count; DTD and UCF101 have one value per shot count in
+    ``CMA_SHOTS`` and reject others.
+
+    Raises:
+        ValueError: unknown dataset, no published value, or a shot count without one.
+    """
+    known = sorted(k for k, b in _REGISTRY.items() if b.cma_lambda is not None)
+    value = _REGISTRY[dataset].cma_lambda if dataset in _REGISTRY else None
+    if value is None:
+        raise ValueError(f"no CMA lambda for dataset {dataset!r}; known: {known} (or set lambda explicitly)")
+    if int(shots) != shots or shots < 1:
+        raise ValueError(f"shots must be a positive integer, got {shots}")
+    if isinstance(value, float):
+        return value
+    if shots not in CMA_SHOTS:
+        raise ValueError(f"{dataset} has CMA lambdas only for shots in {CMA_SHOTS}, got {shots}; set lambda explicitly")
+    return value[CMA_SHOTS.index(shots)]
 
 
 def list_datasets() -> list[str]:

@@ -34,7 +34,7 @@ def build_method(
     prompts on every device), then moved. `classnames` overrides the data's (a checkpoint's classes)."""
     seed_everything(seed)
     names = data.classnames if classnames is None else classnames
-    method = create_method(name, backbone, names, dataset_templates=data.templates, **options)
+    method = create_method(name, backbone, names, dataset_templates=data.templates_for(name), **options)
     return method.to(device)
 
 

@@ -106,7 +106,8 @@ def load_resume_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict:
     if state["fingerprint"] != fingerprint:
         raise CheckpointMismatchError(
             f"{path} was written by a run with a different training config (fingerprint {state['fingerprint']} "
-            f"vs {fingerprint}). Use another run_dir, or pass overwrite=true to start this folder afresh."
+            f"vs {fingerprint}). Give this run its own folder (label=NAME names the variant in folders and tables; "
+            "or run_dir=PATH), or pass overwrite=true to start this folder afresh."
         )
     return state
 

@@ -11,6 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from promptinfo.backbones import list_backbones
+from promptinfo.backbones.factory import DEMO_TAG
 from promptinfo.engine.build import (
     attach_feature_store,
     build_backbone,
@@ -35,7 +36,8 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     """Evaluate and write a results JSON; returns its content.
 
     With `checkpoint` set, the method, its options and the backbone come from the checkpoint's
-    metadata; weights saved from a local file must be given again as `model.pretrained`.
+    metadata: a weights tag (`openai`, the demo's `procedural`) is resolved again; weights saved
+    from a local file must be given again as `model.pretrained`.
 
     Args:
         overrides: the command line's overrides (hydra's `overrides.task`). A method, method option or
@@ -49,7 +51,7 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     if meta is not None:
         refuse_contradictions(cfg, meta, overrides)
     name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
-    backbone = build_backbone(_model_config(cfg, meta))
+    backbone = build_backbone(checkpoint_model_config(cfg.model, meta, cfg.checkpoint))
     rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
     classnames = meta["classnames"] if meta else None
@@ -62,7 +64,7 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
                                   cfg.dataset.skip_corrupt)
     data = plan.evaluations[0].data
     result = evaluate(method, data, rt, subsample=cfg.protocol.subsample, info_subset=cfg.trainer.info_subset,
-                      seed=mix_seed(cfg.seed, 5))
+                      seed=info_seed(cfg.seed))
     results = {
         "status": "finished", "checkpoint": cfg.checkpoint, "method": name, "dataset": cfg.dataset.name,
         "protocol": "eval", "subsample": cfg.protocol.subsample, "backbone": backbone.name,
@@ -77,6 +79,11 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     return results
 
 
+def info_seed(seed: int) -> int:
+    """Seed of the test images on which an evaluation's information metrics are computed."""
+    return mix_seed(seed, 5)
+
+
 def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
     """Where the results JSON goes: `output`, else beside the checkpoint, else under `runs_root/eval/`."""
     if cfg.output:
@@ -87,15 +94,16 @@ def output_path(cfg: DictConfig, method: str, backbone: str) -> Path:
     return Path(cfg.runs_root) / "eval" / backbone / method / stem
 
 
-def _model_config(cfg: DictConfig, meta: dict | None):
-    """The backbone to rebuild: the checkpoint's architecture and weights, or the config's."""
-    model = cfg.model.copy()
+def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictConfig:
+    """The backbone to rebuild: `checkpoint`'s architecture and weights (from its metadata `meta`), or `model_cfg`
+    without a checkpoint; `model_cfg.pretrained` names the weights file of a backbone loaded from one."""
+    model = model_cfg.copy()
     if meta is None:
         return model
     if meta["backbone"] not in list_backbones():  # an OpenAI-format checkpoint file holds arch and weights
         if not os.path.isfile(model.name):
             raise ConfigError(
-                f"{cfg.checkpoint} was trained on the OpenAI-format checkpoint {meta['backbone']!r}; pass that "
+                f"{checkpoint} was trained on the OpenAI-format checkpoint {meta['backbone']!r}; pass that "
                 "file again as model.name=/path/to/it.pt (and model.pretrained=null)."
             )
         model.pretrained = None
@@ -106,11 +114,11 @@ def _model_config(cfg: DictConfig, meta: dict | None):
         model.pretrained = None
     elif not weights.startswith("file-"):
         model.pretrained = weights
-    elif not (model.pretrained and os.path.isfile(model.pretrained)):
+    elif not (model.pretrained and (os.path.isfile(model.pretrained) or model.pretrained == DEMO_TAG)):
         raise ConfigError(
-            f"{cfg.checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
+            f"{checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
             f"{weights}); pass that file again as model.pretrained=/path/to/weights."
-        )
+        )  # else the file, or the demo weights (checkpoints of older versions recorded their fingerprint)
     return model
 
 

@@ -156,7 +156,7 @@ class FeatureStore:
 
     def __init__(self, root: str, backbone, precision: str, encode_fn, preprocess_cfg, loading: Loading) -> None:
         self.cache = FeatureCache(root)
-        self.key = {"backbone": backbone.name, "weights": backbone.weights_id, "precision": precision,
+        self.key = {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
                     "features": "normalized"}
         self.encode_fn, self.preprocess_cfg, self.loading = encode_fn, preprocess_cfg, loading
 

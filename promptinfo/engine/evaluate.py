@@ -65,7 +65,7 @@ def evaluate(method, data: BenchmarkData, rt: Runtime, *, subsample: str, info_s
     of the test images (and encodes it, for a prompted image side) and the counts are summed.
     """
     method.eval()
-    method.set_classnames(data.classnames, data.templates)
+    method.set_classnames(data.classnames, data.templates_for(method.registry_name))
     start, stop = dist.shard_bounds(len(data.test))
     if method.image_side_frozen:  # from the cache, whose key holds the items: every rank reads the whole split
         feats = rt.image_features(method, data.test, data.key, "test")  # [n, d]

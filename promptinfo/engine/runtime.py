@@ -60,9 +60,9 @@ class Runtime:
         """Normalised features `[n, d]` of `items` under the test transform, on the CPU.
 
         Frozen image side: read from the feature cache (never re-encoded once cached). Prompted
-        image side: encoded with the method's current prompts.
+        image side, or no cache attached: encoded with the method's current prompts.
         """
-        if method.image_side_frozen:
+        if method.image_side_frozen and self.store is not None:
             return self.store.features(items, dataset, split)
         feats = []
         for images, _, _ in image_loader(items, self.preprocess_cfg, self.loading):

@@ -1,8 +1,11 @@
 """Typed schemas of the training and evaluation configs.
 
-The hydra configs under `configs/` are merged onto these dataclasses (see `promptinfo.engine.validate`), so
-an unknown key, a wrong type or an unknown choice stops a run at start-up with a message naming the key.
-The `method` section is typed per method: its options are the fields of the method's own `Config`.
+These dataclasses are the one holder of every default: hydra composes them (`promptinfo.engine.config_store`
+registers them as the root of `train.yaml` / `eval.yaml`), the YAML files under `configs/` hold only what
+differs (published schedules, presets), and the composed config is merged onto them again
+(`promptinfo.engine.validate`), so an unknown key, a wrong type or an unknown choice stops a run at start-up
+with a message naming the key. The `method` section is typed per method: its options are the fields of the
+method's own `Config`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ SCHEDULERS = ("cosine", "constant")
 WARMUP_TYPES = ("constant", "linear")
 PROGRESS = ("auto", "bar", "log", "none")
 INFO_LEVELS = ("batch", "class")
+
+DATA_ROOT = "${oc.env:PROMPTINFO_DATA,data}"
+"""Data root: $PROMPTINFO_DATA, else ./data."""
+FEATURE_CACHE = "${oc.env:PROMPTINFO_CACHE,.cache/promptinfo}/features"
+"""Feature cache: $PROMPTINFO_CACHE/features, else ./.cache/promptinfo/features."""
+EXPERIMENT_NAME = ("${pi.experiment:${method.name},${model.name},${protocol.name},${loss.cma.enabled},"
+                   "${loss.info.mi_weight},${loss.info.gap_weight}}")
+"""Derived from the method, backbone, protocol and loss (e.g. `coop_cma_vitb16_few_shot`); see
+`promptinfo.engine.config_store.experiment_name`."""
+RUN_DIR = ("${runs_root}/${pi.or:${experiment_name},default}/${dataset.name}/${pi.or:${label},${method.name}}/${protocol.name}"
+           "/shots${protocol.shots}_seed${seed}")
+"""One folder per (experiment_name, dataset, label or method, protocol, shots, seed): two runs never share it."""
 
 
 @dataclass
@@ -43,7 +58,7 @@ class CMAConfig:
 
     Attributes:
         enabled: add the CMA term.
-        weight: lambda in [0, 1], or "auto" for the authors' per-dataset value (`cma_lambda`).
+        weight: lambda in [0, 1], or "auto" for the authors' per-dataset value (`promptinfo.data.cma_lambda`).
     """
 
     enabled: bool = False
@@ -68,6 +83,35 @@ class InfoLossConfig:
 
 
 @dataclass
+class KgLossConfig:
+    """KgCoOp's knowledge-guided term (Yao et al., CVPR 2023) as a plug-in for any method (`loss=kg`).
+
+    Attributes:
+        weight: its weight; 0 leaves it out (KgCoOp's own: 8.0).
+        template: template of the frozen hand-crafted class features; null: the dataset's first template.
+    """
+
+    weight: float = 0.0
+    template: Optional[str] = None
+
+
+@dataclass
+class SCLLossConfig:
+    """PromptSRC's self-consistency terms (Khattak et al., ICCV 2023) as plug-ins for any method (`loss=scl`).
+
+    Attributes:
+        text_weight, image_weight, logits_weight: weights of the L1 text and image agreement and of the
+            logits' KL with the frozen model; 0 leaves a term out (PromptSRC's own: 25, 10, 1).
+        templates: templates of the frozen text features; null: PromptSRC's 60 ImageNet templates.
+    """
+
+    text_weight: float = 0.0
+    image_weight: float = 0.0
+    logits_weight: float = 0.0
+    templates: Optional[List[str]] = None
+
+
+@dataclass
 class UnlabelledLossConfig(InfoLossConfig):
     """The information terms on pseudo-labelled unlabelled images, between their features and the text
     features of their pseudo-labels (protocols with unlabelled images only), each with its own weight.
@@ -81,16 +125,19 @@ class UnlabelledLossConfig(InfoLossConfig):
 
 @dataclass
 class LossConfig:
-    """Cross-entropy plus the configured information terms (the method adds its own terms).
+    """Cross-entropy plus the configured information terms and regularizer plug-ins (the method adds its own terms).
 
     Attributes:
         unlabelled: the information terms on unlabelled images (their pseudo-label cross-entropy is
             weighted by `pseudo.weight`).
+        kg, scl: KgCoOp's and PromptSRC's regularizers as plug-ins for any method.
     """
 
     cma: CMAConfig = field(default_factory=CMAConfig)
     info: InfoLossConfig = field(default_factory=InfoLossConfig)
     unlabelled: UnlabelledLossConfig = field(default_factory=UnlabelledLossConfig)
+    kg: KgLossConfig = field(default_factory=KgLossConfig)
+    scl: SCLLossConfig = field(default_factory=SCLLossConfig)
 
 
 @dataclass
@@ -103,7 +150,7 @@ class DatasetConfig:
     """
 
     name: str = "oxford_pets"
-    root: str = "data"
+    root: str = DATA_ROOT
     skip_corrupt: bool = False
 
 
@@ -135,7 +182,9 @@ class TrainerConfig:
     Attributes:
         epochs: training epochs; null takes them from `epochs_by_dataset` then `epochs_by_shots` (an
             unsupervised run, without labelled shots, takes the schedule of the most shots).
-        epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs).
+        epochs_by_shots, epochs_by_dataset: published schedules (shots -> epochs, dataset -> epochs); the
+            defaults are CoOp's few-shot schedule (Zhou et al., IJCV 2022, Sec. 4.1): 50 epochs for 1 shot,
+            100 for 2 and 4, 200 for 8 and 16, and 50 on ImageNet.
         batch_size: images per optimiser step, split into `grad_accum` micro-batches.
         lr: peak learning rate; the cosine schedule decays it per epoch after the warm-up.
         warmup_epochs, warmup_type, warmup_lr: the protocol's warm-up (1 epoch at constant 1e-5).
@@ -162,8 +211,8 @@ class TrainerConfig:
     """
 
     epochs: Optional[int] = None
-    epochs_by_shots: Dict[int, int] = field(default_factory=dict)
-    epochs_by_dataset: Dict[str, int] = field(default_factory=dict)
+    epochs_by_shots: Dict[int, int] = field(default_factory=lambda: {1: 50, 2: 100, 4: 100, 8: 200, 16: 200})
+    epochs_by_dataset: Dict[str, int] = field(default_factory=lambda: {"imagenet": 50})
     batch_size: int = 32
     eval_batch_size: int = 100
     lr: float = 0.002
@@ -179,9 +228,9 @@ class TrainerConfig:
     precision: str = "auto"
     device: str = "auto"
     deterministic: bool = True
-    num_workers: int = 0
+    num_workers: int = 4
     pin_memory: bool = True
-    persistent_workers: bool = False
+    persistent_workers: bool = True
     crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
     hflip: float = 0.5
     train_views: int = 0
@@ -203,8 +252,9 @@ class TrainConfig:
         pseudo: `{name: <strategy>, <option>: <value>, ...}`, the pseudo-labelling strategy of protocols with
             unlabelled images, typed per strategy (`promptinfo.pseudo`; default fixmatch).
         seed: seeds prompts, few-shot sampling, data order and augmentation.
-        experiment_name: name of the experiment preset (recorded in results as `experiment`; part of the run
-            folder). Presets set it; `experiment_name=...` names an ad-hoc variant.
+        experiment_name: name of the experiment (recorded in results as `experiment`; part of the run
+            folder). Derived from the method, backbone, protocol and loss (`coop_cma_vitb16_few_shot`) unless
+            set: presets such as `experiment=demo` set it, and `experiment_name=...` names an ad-hoc variant.
         label: name of this variant in run folders and report tables instead of the method's name,
             e.g. `coop+cma` for CoOp trained with the CMA loss.
         runs_root: folder under which run folders are derived.
@@ -222,12 +272,12 @@ class TrainConfig:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 1
-    experiment_name: Optional[str] = None
+    experiment_name: Optional[str] = EXPERIMENT_NAME
     label: Optional[str] = None
     runs_root: str = "runs"
-    run_dir: str = ""
+    run_dir: str = RUN_DIR
     overwrite: bool = False
-    feature_cache: str = ".cache/promptinfo/features"
+    feature_cache: str = FEATURE_CACHE
 
 
 @dataclass
@@ -252,4 +302,4 @@ class EvalConfig:
     output: Optional[str] = None
     seed: int = 1
     runs_root: str = "runs"
-    feature_cache: str = ".cache/promptinfo/features"
+    feature_cache: str = FEATURE_CACHE

@@ -114,7 +114,8 @@ def read_folder(run: rf.RunFolder, fingerprint: str) -> FolderState:
         if results.get("config_fingerprint") != fingerprint:
             raise ConfigError(
                 f"{run.path} holds a finished run of a different config (see its config.yaml). Give this run its "
-                "own folder (experiment_name=... or run_dir=...), or pass overwrite=true to replace that run."
+                "own folder: label=NAME names the variant (its folder and its row in promptinfo-report's tables, "
+                "e.g. label=maple-depth3), or run_dir=PATH; or pass overwrite=true to replace that run."
             )
         return FolderState(results=results)
     if not run.file(rf.CHECKPOINT).is_file():
@@ -184,6 +185,8 @@ def _run(cfg: DictConfig, run: rf.RunFolder, setup: Setup, start: FolderState,
     if method.prompt.state_dict() and dist.is_main():
         save_prompt(method, run.file(rf.PROMPT), extra=_prompt_extra(cfg))
     results = _evaluate_all(cfg, method, plan, rt)
+    if plan.unlabelled is not None and state.epoch > 0 and dist.is_main():
+        results["pseudo_labels"] = pseudo_label_summary(run.read_metrics())
     results.update(skipped_images=setup.skipped_images, epochs=state.epoch, steps=state.step,
                    config_fingerprint=config_fingerprint(cfg), wall_time_s=time.perf_counter() - setup.started)
     run.write_results(results)
@@ -212,7 +215,9 @@ def _fit(cfg, run, method, plan: Plan, rt, probe, checkpoint, callbacks, writer)
     optimizer = build_optimizer(method.prompt.parameters(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
-    f = Fit(Objective.from_config(cfg.loss), optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
+    objective = Objective.from_config(cfg.loss)
+    objective.prepare(method)
+    f = Fit(objective, optimizer, scheduler, scaler, rt, t.epochs, t.grad_accum,
             t.clip_grad_norm, build_semi_step(cfg, method, plan, rt) if plan.unlabelled is not None else None)
     fingerprint = config_fingerprint(cfg)
     state = FitState()
@@ -312,6 +317,12 @@ def _evaluate_all(cfg, method, plan: Plan, rt) -> dict:
         results["harmonic_mean"] = harmonic_mean(evaluations["base"]["accuracy"], evaluations["novel"]["accuracy"])
     results["metrics"] = metrics
     return results
+
+
+def pseudo_label_summary(rows: list[dict]) -> dict:
+    """The last epoch's pseudo-label counts and accuracy (`pseudo/*` of metrics.jsonl, analysis only)."""
+    last = rows[-1]
+    return {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("pseudo/")}
 
 
 def _prompt_extra(cfg) -> dict:

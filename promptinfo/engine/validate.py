@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
-import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,12 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from promptinfo.engine import schema
+from promptinfo.engine.config_store import section_schema  # also registers the pi.* resolvers
 from promptinfo.errors import ConfigError
 
 DEFAULT_STRATEGY = "fixmatch"
 """The pseudo-labelling strategy of a config that names none."""
-
-OmegaConf.register_new_resolver("pi.or", lambda value, default: default if value in (None, "") else value, replace=True)
 
 
 def validate_train_config(cfg: Any) -> DictConfig:
@@ -110,8 +107,8 @@ def method_schema(name: str) -> type:
     from promptinfo.methods.registry import method_class
 
     if name not in list_methods():
-        raise ConfigError(_unknown("method.name", name, list_methods()))
-    return _section_schema(name, method_class(name).Config)
+        raise ConfigError(unknown_choice("method.name", name, list_methods()))
+    return section_schema(name, method_class(name).Config)
 
 
 def strategy_schema(name: str) -> type:
@@ -123,19 +120,8 @@ def strategy_schema(name: str) -> type:
     from promptinfo.pseudo import list_strategies, strategy_class
 
     if name not in list_strategies():
-        raise ConfigError(_unknown("pseudo.name", name, list_strategies()))
-    return _section_schema(name, strategy_class(name).Config)
-
-
-def _section_schema(name: str, config_cls: type) -> type:
-    hints = typing.get_type_hints(config_cls)
-    fields = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(config_cls):
-        default = {"default": f.default} if f.default is not dataclasses.MISSING else {}
-        if f.default_factory is not dataclasses.MISSING:
-            default = {"default_factory": f.default_factory}
-        fields.append((f.name, hints[f.name], dataclasses.field(**default)))
-    return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
+        raise ConfigError(unknown_choice("pseudo.name", name, list_strategies()))
+    return section_schema(name, strategy_class(name).Config)
 
 
 def method_options(method_cfg: DictConfig) -> dict:
@@ -148,13 +134,18 @@ def method_options(method_cfg: DictConfig) -> dict:
 def _explain(err: OmegaConfBaseException, base: DictConfig) -> str:
     key = _key_of(err)
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        parent, _, leaf = key.rpartition(".")
+        parent = key.rpartition(".")[0]
         node = OmegaConf.select(base, parent) if parent else base
-        valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
-        close = difflib.get_close_matches(leaf, valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {valid}.{hint}"
+        return unknown_key(key, sorted(node.keys()) if isinstance(node, DictConfig) else [])
     return f"Invalid value for config key {key!r}: {_first_line(err)}"
+
+
+def unknown_key(key: str, valid: Sequence[str]) -> str:
+    """The message for an unknown config key: the valid keys beside it and the closest one."""
+    parent, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown config key {key!r}. Valid keys under {parent or 'the root'!r}: {sorted(valid)}.{hint}"
 
 
 def _key_of(err: OmegaConfBaseException) -> str:
@@ -186,7 +177,7 @@ def _check_backbone(name: str) -> None:
         return
     if name not in list_backbones():
         raise ConfigError(
-            _unknown("model.name", name, list_backbones())
+            unknown_choice("model.name", name, list_backbones())
             + " A path to an OpenAI-format checkpoint file is also accepted."
         )
 
@@ -247,12 +238,8 @@ def _check_unlabelled(cfg: DictConfig) -> None:
     """The unlabelled-data settings: loss.unlabelled and the pseudo-labelling strategy."""
     u = cfg.loss.unlabelled
     weights = {"mi_weight": u.mi_weight, "gap_weight": u.gap_weight, "cma_weight": u.cma_weight}
-    if cfg.protocol.name not in schema.UNLABELLED_PROTOCOLS:
-        if any(weights.values()):
-            raise ConfigError(f"loss.unlabelled weighs terms on unlabelled images, which protocol={cfg.protocol.name} "
-                              f"has none of; use one of {', '.join(schema.UNLABELLED_PROTOCOLS)} or set the "
-                              "loss.unlabelled weights to 0.")
-        return
+    if cfg.protocol.name not in schema.UNLABELLED_PROTOCOLS:  # loss= stays orthogonal to protocol=: no
+        return  # unlabelled image, nothing for loss.unlabelled to weigh
     _check_choice("loss.unlabelled.level", u.level, schema.INFO_LEVELS)
     for key, value in weights.items():
         if value < 0:
@@ -294,7 +281,7 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
             raise ConfigError(f"loss.cma.weight={cma.weight!r}; use a number in [0, 1] or 'auto'.")
         if not cma.enabled:
             return
-        from promptinfo.losses import cma_lambda
+        from promptinfo.data import cma_lambda
 
         try:
             cma.weight = float(cma_lambda(cfg.dataset.name, cfg.protocol.shots))
@@ -306,10 +293,11 @@ def _fill_cma_weight(cfg: DictConfig) -> None:
 
 def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ConfigError(_unknown(key, value, choices))
+        raise ConfigError(unknown_choice(key, value, choices))
 
 
-def _unknown(key: str, value: Any, choices: Sequence[str]) -> str:
+def unknown_choice(key: str, value: Any, choices: Sequence[str]) -> str:
+    """The message for a value outside `choices`: every valid one and the closest ones."""
     close = difflib.get_close_matches(str(value), list(choices), n=3)
     hint = f" Did you mean {close}?" if close else ""
     return f"Unknown {key}={value!r}. Valid choices: {', '.join(map(str, choices))}.{hint}"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from promptinfo.losses.cma import cma_lambda, cma_loss, cma_weights
+from promptinfo.losses.cma import cma_loss, cma_weights
 from promptinfo.losses.interplay import InformationTerms, information_terms
 
 
@@ -27,4 +27,4 @@ def weighted_sum(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> T
     return total
 
 
-__all__ = ["InformationTerms", "cma_lambda", "cma_loss", "cma_weights", "information_terms", "weighted_sum"]
+__all__ = ["InformationTerms", "cma_loss", "cma_weights", "information_terms", "weighted_sum"]

@@ -1,9 +1,10 @@
-"""Cross-modal alignment (CMA) loss and the authors' per-dataset weights.
+"""Cross-modal alignment (CMA) loss.
 
 Song et al., arXiv 2409.16767 (and its public code): for each class c in the batch, stack
 the image features of class c with the text feature of class c, take the matrix entropy
 of that group normalised by log(group size), and average over the classes present.
-Training minimises ``(1 - lam) * CE + lam * CMA``. A group whose image features all point
+Training minimises ``(1 - lam) * CE + lam * CMA``; the authors' lambda of each dataset lives with the
+dataset (``promptinfo.data.cma_lambda``). A group whose image features all point
 along the text feature has entropy 0; scattered groups have entropy up to 1.
 """
 
@@ -57,36 +58,3 @@ def cma_weights(lam: float) -> dict[str, float]:
         raise ValueError(f"CMA lambda must lie in [0, 1], got {lam}")
     return {"ce": 1.0 - lam, "cma": lam}
 
-
-_SHOTS = (1, 2, 4, 8, 16)
-_CMA_LAMBDA: dict[str, float | tuple[float, ...]] = {
-    "imagenet": 0.1,
-    "caltech101": 0.8,
-    "oxford_pets": 0.9,
-    "stanford_cars": 0.1,
-    "oxford_flowers": 0.7,
-    "food101": 0.8,
-    "fgvc_aircraft": 0.8,
-    "sun397": 0.2,
-    "eurosat": 0.1,
-    "dtd": (0.4, 0.4, 0.7, 0.7, 0.7),  # for 1/2/4/8/16 shots
-    "ucf101": (0.8, 0.8, 0.8, 0.6, 0.6),
-}
-
-
-def cma_lambda(dataset: str, shots: int) -> float:
-    """The authors' CMA weight for CoOp few-shot training on ``dataset`` with ``shots`` per class.
-
-    Datasets with a single value use it for any shot count; DTD and UCF101 have one value
-    per shot count in (1, 2, 4, 8, 16) and reject others.
-    """
-    if dataset not in _CMA_LAMBDA:
-        raise ValueError(f"no CMA lambda for dataset {dataset!r}; known: {sorted(_CMA_LAMBDA)} (or set lambda explicitly)")
-    if int(shots) != shots or shots < 1:
-        raise ValueError(f"shots must be a positive integer, got {shots}")
-    value = _CMA_LAMBDA[dataset]
-    if isinstance(value, float):
-        return value
-    if shots not in _SHOTS:
-        raise ValueError(f"{dataset} has CMA lambdas only for shots in {_SHOTS}, got {shots}; set lambda explicitly")
-    return value[_SHOTS.index(shots)]

@@ -23,11 +23,14 @@ class MethodOutput:
         image_features: `[batch, d]`, L2-normalised.
         text_features: `[n_classes, d]` (one classifier for the batch) or `[batch, n_classes, d]`
             (image-conditioned classifiers, CoCoOp), L2-normalised.
+        frozen_image_features: the frozen backbone's L2-normalised image features `[batch, d]`, in training
+            passes of a method with `keep_frozen_image_features` and a prompted image side (consistency terms).
     """
 
     logits: torch.Tensor
     image_features: torch.Tensor
     text_features: torch.Tensor
+    frozen_image_features: torch.Tensor | None = None
 
 
 @dataclass
@@ -46,12 +49,14 @@ class PromptMethod(nn.Module):
             cached on disk and never re-encoded (zero-shot, CoOp, CoCoOp, KgCoOp).
         text_depends_on_image: `text_features` needs the image features and returns one classifier
             per image (CoCoOp); otherwise one classifier serves every batch of an evaluation.
+        own_loss_terms: names of the terms `extra_losses` returns (so plug-ins cannot add them twice).
     """
 
     Config: ClassVar[type] = MethodConfig
     registry_name: ClassVar[str] = ""
     image_side_frozen: ClassVar[bool] = True
     text_depends_on_image: ClassVar[bool] = False
+    own_loss_terms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class PromptMethod(nn.Module):
         self.prompt = nn.Module()
         self.classnames = _clean(classnames)
         self.dataset_templates = _templates(dataset_templates)
+        self.keep_frozen_image_features = False
 
     # ----------------------------------------------------------------- class set
     @property
@@ -119,7 +125,30 @@ class PromptMethod(nn.Module):
         return MethodOutput(logits=logits, image_features=image_features, text_features=text_features)
 
     def forward_output(self, images: torch.Tensor) -> MethodOutput:
-        return self.classify(self.encode_images(images))
+        """The forward pass; in training mode with `keep_frozen_image_features`, a prompted image side also
+        returns the frozen backbone's image features (frozen-image methods: they are `image_features`)."""
+        output = self.classify(self.encode_images(images))
+        if self.training and self.keep_frozen_image_features and not self.image_side_frozen:
+            with torch.no_grad():
+                output.frozen_image_features = normalize(self.backbone.encode_image(images))  # [B, d]
+        return output
+
+    def frozen_image_features(self, output: MethodOutput) -> torch.Tensor:
+        """The frozen model's image features of a training output `[batch, d]` (for consistency terms).
+
+        Raises:
+            ValueError: the image side is prompted and the output was not computed in training mode with
+                `keep_frozen_image_features` set.
+        """
+        if output.frozen_image_features is not None:
+            return output.frozen_image_features
+        if self.image_side_frozen:
+            return output.image_features.detach()
+        raise ValueError(
+            f"{self.registry_name}'s image side is prompted, so consistency terms need the frozen model's image "
+            "features: set method.keep_frozen_image_features = True and compute the output with "
+            "method.forward_output(images) in training mode, not from cached features."
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits `[batch, n_classes]`."""

@@ -11,7 +11,6 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
-from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.vpt import add_vision_prompts, check_depth, vision_prompts
@@ -95,5 +94,3 @@ class IVLP(ContextPrompts):
         return normalize(self.backbone.encode_text_embeddings(
             prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
 
-    def forward_output(self, images: torch.Tensor) -> MethodOutput:
-        return self.classify(self.encode_images(images), self.text_features())

@@ -9,20 +9,11 @@ from typing import Sequence
 import torch
 
 from promptinfo.errors import ConfigError
+from promptinfo.losses.consistency import knowledge_distance
 from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.coop import CoOp, CoOpConfig
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
-
-
-def knowledge_distance(text_features: torch.Tensor, frozen_features: torch.Tensor) -> torch.Tensor:
-    """Mean over classes of 1/2 ||w_i - w_i^clip||^2 between unit-norm class features `[C, d]`.
-
-    For unit vectors this is 1 - cos(w_i, w_i^clip), the form of the authors' code; the paper's L_kg
-    (Yao et al., Sec. 3) omits the 1/2, so the published weight 8.0 goes with this form.
-    """
-    diff = text_features.float() - frozen_features.float()  # [C, d]
-    return 0.5 * diff.pow(2).sum(dim=-1).mean()
 
 
 @dataclass
@@ -31,8 +22,9 @@ class KgCoOpConfig(CoOpConfig):
 
     kg_weight: lambda of the knowledge-guided term (paper and code: 8.0).
     template: hand-crafted template of the frozen class features w^clip; None (default) uses the
-        dataset's first template, as the authors do (e.g. "a photo of a {}, a type of pet."), or
-        "a photo of a {}." without a dataset.
+        dataset's template as the authors do: the engine passes their own table (KgCoOp repository,
+        KgCoOp/trainers/kgcoop.py, e.g. "a photo of a {}, a type of pet."; on DTD it differs from CoOp's,
+        see `Benchmark.method_templates`), or "a photo of a {}." without a dataset.
     """
 
     n_ctx: int = 4
@@ -50,6 +42,7 @@ class KgCoOp(CoOp):
     """
 
     Config = KgCoOpConfig
+    own_loss_terms = ("kg",)
 
     def __init__(
         self, backbone, classnames, config: KgCoOpConfig, dataset_templates: Sequence[str] | None = None

@@ -12,7 +12,6 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
-from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
 
@@ -91,10 +90,6 @@ class MaPLe(ContextPrompts):
         deeper = list(self.prompt.compound_prompts_text)
         return normalize(self.backbone.encode_text_embeddings(
             prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
-
-    def forward_output(self, images: torch.Tensor) -> MethodOutput:
-        """One pass of both towers; each set of prompts is computed once."""
-        return self.classify(self.encode_images(images), self.text_features())
 
 
 def _check_depth(depth: int, backbone: Backbone) -> None:

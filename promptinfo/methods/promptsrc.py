@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.data.templates import imagenet_templates
 from promptinfo.errors import ConfigError
+from promptinfo.losses.consistency import self_consistency
 from promptinfo.methods.base import MethodOutput
 from promptinfo.methods.ivlp import IVLP, IVLPConfig
 from promptinfo.methods.registry import register_method
@@ -69,13 +69,6 @@ def gpa_weights(mean: float, std: float, epochs: int) -> list[float]:
 
 
 @dataclass
-class PromptSRCOutput(MethodOutput):
-    """A training forward pass, plus the frozen model's normalised image features `[batch, d]`."""
-
-    frozen_image_features: torch.Tensor | None = None
-
-
-@dataclass
 class PromptSRCConfig(IVLPConfig):
     """IVLP's prompt options (see `IVLPConfig`) with PromptSRC's defaults (4 + 4 tokens, depth 9), plus:
 
@@ -113,6 +106,7 @@ class PromptSRC(IVLP):
     """
 
     Config = PromptSRCConfig
+    own_loss_terms = ("scl_text", "scl_image", "scl_logits")
 
     def __init__(
         self,
@@ -123,6 +117,7 @@ class PromptSRC(IVLP):
     ) -> None:
         _check_config(config)
         super().__init__(backbone, classnames, config, dataset_templates)
+        self.keep_frozen_image_features = True  # L_SCL-image compares with the frozen image encoder
         n_values = sum(p.numel() for p in self.prompt.parameters())
         device = backbone.device
         self.prompt.register_buffer("gpa_sum", torch.zeros(n_values, device=device))
@@ -146,37 +141,17 @@ class PromptSRC(IVLP):
         return self.frozen_text
 
     # ----------------------------------------------------------------- forward and losses
-    def forward_output(self, images: torch.Tensor) -> MethodOutput:
-        """In training mode the frozen model's image features ride along for `extra_losses`."""
-        out = super().forward_output(images)
-        if not self.training:
-            return out
-        with torch.no_grad():
-            frozen = normalize(self.backbone.encode_image(images))  # [B, d]
-        return PromptSRCOutput(out.logits, out.image_features, out.text_features, frozen)
-
     def extra_losses(self, output: MethodOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_SCL's three terms, already weighted: `scl_text`, `scl_image`, `scl_logits`."""
-        frozen_image = self._frozen_image_features(output).float()
+        frozen_image = self.frozen_image_features(output).float()
         frozen_text = self.frozen_text_features().float()
         frozen_logits = self.backbone.logit_scale * frozen_image @ frozen_text.t()  # [B, C]
+        terms = self_consistency(output.text_features, frozen_text, output.image_features, frozen_image,
+                                 output.logits, frozen_logits)
         cfg = self.config
-        return {
-            "scl_text": cfg.text_loss_weight * F.l1_loss(output.text_features.float(), frozen_text),
-            "scl_image": cfg.image_loss_weight * F.l1_loss(output.image_features.float(), frozen_image),
-            "scl_logits": cfg.logits_loss_weight * logits_consistency(output.logits.float(), frozen_logits),
-        }
-
-    def _frozen_image_features(self, output: MethodOutput) -> torch.Tensor:
-        frozen = getattr(output, "frozen_image_features", None)
-        if frozen is not None:
-            return frozen
-        if self.image_side_frozen:  # depth_vision=0: the prompted image encoder is the frozen one
-            return output.image_features.detach()
-        raise ValueError(
-            "PromptSRC's consistency terms need the frozen model's image features: compute the output with "
-            "method.forward_output(images) in training mode (method.train()), not from cached features."
-        )
+        weights = {"scl_text": cfg.text_loss_weight, "scl_image": cfg.image_loss_weight,
+                   "scl_logits": cfg.logits_loss_weight}
+        return {name: weights[name] * value for name, value in terms.items()}
 
     # ----------------------------------------------------------------- Gaussian prompt aggregation
     def on_epoch_end(self, epoch: int, max_epochs: int) -> None:
@@ -203,13 +178,6 @@ class PromptSRC(IVLP):
                 p.copy_(average[offset : offset + p.numel()].view_as(p))
                 offset += p.numel()
         logger.info("PromptSRC: using the Gaussian-weighted prompt aggregate (weights summed to %.6f)", total)
-
-
-def logits_consistency(logits: torch.Tensor, frozen_logits: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(frozen) || softmax(prompted)) summed over the batch and classes, divided by their
-    number (temperature 1), as the PromptSRC code computes L_SCL-logits."""
-    kl = F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(frozen_logits, dim=1), reduction="sum", log_target=True)
-    return kl / logits.numel()
 
 
 def _check_config(config: PromptSRCConfig) -> None:

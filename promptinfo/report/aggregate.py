@@ -51,8 +51,10 @@ class RunCollection:
         root: the folder that was searched.
         frame: one row per (run, evaluation); columns ``run`` (folder relative to root),
             the ``RUN_KEYS``, ``evaluation``, ``eval_dataset``, ``subsample``, ``correct``,
-            ``total``, ``accuracy`` (percent), ``harmonic_mean``, ``wall_time_s`` and one
-            ``metric/<name>`` column per information metric found in ``results.json``.
+            ``total``, ``accuracy`` (percent), ``harmonic_mean``, ``wall_time_s``, one
+            ``metric/<name>`` column per information metric found in ``results.json`` and, for runs
+            with unlabelled images, ``pseudo/<name>`` columns (the last epoch's pseudo-label counts
+            and accuracy).
         skipped: runs not in ``frame`` (unfinished, or invalid with ``on_invalid="skip"``).
     """
 
@@ -199,6 +201,9 @@ def result_rows(results: dict[str, Any], run: str) -> list[dict[str, Any]]:
         for key, value in (metrics.get(name) or {}).items():
             if _is_number(value):
                 row[f"metric/{key}"] = float(value)
+        for key, value in (results.get("pseudo_labels") or {}).items():  # protocols with unlabelled images
+            if _is_number(value):
+                row[f"pseudo/{key}"] = float(value)
         rows.append(row)
     return rows
 
@@ -214,7 +219,7 @@ def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for column in _BASE_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
-    metric_columns = sorted(c for c in frame.columns if c.startswith("metric/"))
+    metric_columns = sorted(c for c in frame.columns if c.startswith(("metric/", "pseudo/")))
     frame = frame[[*_BASE_COLUMNS, *metric_columns]]
     for column in ("shots", "seed", "correct", "total"):
         frame[column] = frame[column].astype("Int64")

@@ -184,7 +184,7 @@ def inspect_benchmark(method, data, cache, *, precision: str = "fp32", encode_fn
     """
     backbone = method.backbone
     items = [data.test[i] for i in subset_indices(len(data.test), subset, seed).tolist()]
-    key = {"backbone": backbone.name, "weights": backbone.weights_id, "precision": precision,
+    key = {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
            "features": "normalized", "dataset": f"{data.key}:all", "split": "test"}
     entry = cache.get_or_compute(key, items, encode_fn or method.encode_images,
                                  build_transform(backbone.preprocess_cfg, train=False),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,20 +21,28 @@ from matplotlib.ticker import MaxNLocator
 
 from promptinfo.io import atomic_path
 from promptinfo.report.aggregate import ReportError, read_metrics
+from promptinfo.report.names import METRIC_NAMES, method_display_name
 
 ENTROPY_KEYS = {"info/entropy_image": "image features Z", "info/entropy_text": "text weights W_y"}
 TRAJECTORY_PANELS = (
     ("Matrix entropy (nats)", tuple(ENTROPY_KEYS)),
-    ("Mutual information (nats)", ("info/mi",)),
-    ("MIR", ("info/mir",)),
-    ("HDR", ("info/hdr",)),
+    ("Mutual information (nats)", ("info/mi", "info_unlabelled/mi")),
+    ("MIR", ("info/mir", "info_unlabelled/mir")),
+    ("HDR", ("info/hdr", "info_unlabelled/hdr")),
 )
-"""(panel title, metrics.jsonl keys) of a trajectory figure (MIR/HDR: Song et al., arXiv 2406.03999)."""
+"""(panel title, metrics.jsonl keys) of a trajectory figure (MIR/HDR: Song et al., arXiv 2406.03999);
+`info_unlabelled/*` (dotted) are those of the unlabelled images of runs that have some."""
+PSEUDO_PANELS = (
+    ("Pseudo-label accuracy (%)", ("pseudo/accuracy",)),
+    ("Pseudo-labelled images per epoch", ("pseudo/labelled",)),
+)
+"""Panels added to the figure when a run pseudo-labels unlabelled images."""
 
 logger = logging.getLogger(__name__)
 
-_STYLES = {"info/entropy_text": "--"}
+_STYLES = {"info/entropy_text": "--", "info_unlabelled/mi": ":", "info_unlabelled/mir": ":", "info_unlabelled/hdr": ":"}
 _DPI = 120
+_TITLE_CHARS_PER_INCH = 9  # a suptitle at matplotlib's default size fits about this many characters per inch
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
@@ -71,28 +80,53 @@ def trajectory_figure(curves: Mapping[str, pd.DataFrame], title: str | None = No
     if not any(key in frame for frame in curves.values() for key in trajectory_keys()):
         raise ReportError(f"no information trajectories ({', '.join(trajectory_keys())}) in runs {list(curves)}; "
                           "the engine records them in metrics.jsonl when information metrics are enabled")
-    figure = Figure(figsize=(10, 7), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
+    pseudo = any(key in frame for frame in curves.values() for _, keys in PSEUDO_PANELS for key in keys)
+    panels = TRAJECTORY_PANELS + (PSEUDO_PANELS if pseudo else ())
+    figure = Figure(figsize=(15 if pseudo else 10, 7), layout="constrained")
+    axes = figure.subplots(2, 3 if pseudo else 2).ravel()
     colours = {label: f"C{i % 10}" for i, label in enumerate(curves)}
-    for ax, (panel, keys) in zip(axes, TRAJECTORY_PANELS):
-        drawn = False
-        for label, frame in curves.items():
-            for key in (k for k in keys if k in frame):
-                points = frame[["epoch", key]].dropna()
-                ax.plot(points["epoch"], points[key], _STYLES.get(key, "-"), color=colours[label], marker=".")
-                drawn = True
+    for ax, (panel, keys) in zip(axes, panels):
+        _draw_panel(ax, curves, keys, colours)
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not drawn:
-            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="grey")
     axes[0].legend(handles=[Line2D([], [], color="k", linestyle=_STYLES.get(k, "-"), label=name)
                             for k, name in ENTROPY_KEYS.items()], fontsize="small")
+    if any("info_unlabelled/mir" in frame for frame in curves.values()):
+        axes[2].legend(handles=[Line2D([], [], color="k", label="labelled images"),
+                                Line2D([], [], color="k", linestyle=":", label="unlabelled images")], fontsize="small")
     figure.legend(handles=[Line2D([], [], color=c, label=label) for label, c in colours.items()],
                   loc="outside lower center", ncol=min(len(colours), 4), fontsize="small")
-    if title:
-        figure.suptitle(title)
+    _suptitle(figure, title)
     return figure
+
+
+def _draw_panel(ax, curves: Mapping[str, pd.DataFrame], keys: Sequence[str], colours: Mapping[str, str]) -> None:
+    """One panel's curves; a curve equal to one drawn before (e.g. the image entropy of two runs with the same
+    frozen image features) would hide it, so it is drawn thinner on top and named in a note under the panel."""
+    drawn: dict[tuple, str] = {}
+    notes = []
+    for label, frame in curves.items():
+        for key in (k for k in keys if k in frame):
+            points = frame[["epoch", key]].dropna()
+            values = (key, tuple(points["epoch"]), tuple(np.round(points[key].to_numpy(dtype=float), 12)))
+            twin = drawn.setdefault(values, label)
+            style = dict(linewidth=1.0, marker="") if twin != label else dict(marker="." if len(points) > 1 else "o")
+            ax.plot(points["epoch"], points[key], _STYLES.get(key, "-"), color=colours[label], **style)
+            if twin != label:
+                notes.append(f"{label} = {twin}" + (f" ({ENTROPY_KEYS[key]})" if key in ENTROPY_KEYS else ""))
+    if not drawn:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="grey")
+    if notes:
+        ax.text(0.01, 0.01, "overlapping: " + "; ".join(notes), transform=ax.transAxes, fontsize="x-small",
+                color="dimgrey", va="bottom")
+
+
+def _suptitle(figure: Figure, title: str | None) -> None:
+    """The figure title, wrapped to the figure's width so that no side is cut off."""
+    if title:
+        width = figure.get_figwidth() * _TITLE_CHARS_PER_INCH
+        figure.suptitle(textwrap.fill(title, width=max(20, int(width))))
 
 
 def plot_run_trajectories(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike,
@@ -119,7 +153,7 @@ def spectra_figure(spectra: Mapping[str, Mapping[str, np.ndarray]], top: int = 6
     """
     if not spectra:
         raise ValueError("plot_spectra needs at least one group of spectra")
-    figure = Figure(figsize=(4.2 * len(spectra), 3.6), layout="constrained")
+    figure = Figure(figsize=(max(6.0, 4.2 * len(spectra)), 3.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(spectra)))
     for ax, (group, curves) in zip(axes, spectra.items()):
         for label, values in curves.items():
@@ -130,8 +164,7 @@ def spectra_figure(spectra: Mapping[str, Mapping[str, np.ndarray]], top: int = 6
         ax.set_xlabel("eigenvalue index")
         ax.set_ylabel("eigenvalue of K = XX^T/n")
         ax.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
+    _suptitle(figure, title)
     return figure
 
 
@@ -143,7 +176,8 @@ def plot_metric_bars(frame: pd.DataFrame, metrics: Sequence[str], path: str | os
 
 def metric_bars_figure(frame: pd.DataFrame, metrics: Sequence[str], label_column: str = "dataset",
                        title: str | None = None) -> Figure:
-    """One small bar chart per metric, one bar per row of ``frame`` (labelled by ``label_column``)."""
+    """One small bar chart per metric, one bar per row of ``frame`` (labelled by ``label_column``), each titled
+    with the metric's name (:data:`~promptinfo.report.names.METRIC_NAMES`, else the column name)."""
     missing = [m for m in [label_column, *metrics] if m not in frame]
     if missing:
         raise ValueError(f"columns {missing} are not in the frame (columns: {list(frame.columns)})")
@@ -155,13 +189,14 @@ def metric_bars_figure(frame: pd.DataFrame, metrics: Sequence[str], label_column
     axes = np.atleast_1d(figure.subplots(nrows, ncols)).ravel()
     labels = frame[label_column].astype(str).tolist()
     for ax, metric in zip(axes, metrics):
-        ax.bar(range(len(labels)), frame[metric].astype(float), color=[f"C{i % 10}" for i in range(len(labels))])
+        bars = ax.bar(range(len(labels)), frame[metric].astype(float), color=[f"C{i % 10}" for i in range(len(labels))])
+        ax.bar_label(bars, fmt="%.3g", fontsize="small")  # the value itself, readable with one bar or many
+        ax.margins(y=0.15)  # room for the labels
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
-        ax.set_title(metric)
+        ax.set_title(METRIC_NAMES.get(metric, metric), fontsize="medium")
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    if title:
-        figure.suptitle(title)
+    _suptitle(figure, title)
     return figure
 
 
@@ -174,7 +209,7 @@ def _file_stem(parts: Sequence[object]) -> str:
 
 
 def _group_title(values: dict) -> str:
-    parts = [values["experiment"], values["dataset"], values["method"], values["protocol"]]
+    parts = [values["experiment"], values["dataset"], method_display_name(values["method"]), values["protocol"]]
     if not pd.isna(values["shots"]):
         parts.append(f"{values['shots']} shots")
     parts.append(f"{values['backbone']} ({values['weights']})")
@@ -191,15 +226,16 @@ def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "g
             ``"run"``: one figure per run folder.
 
     Returns:
-        Paths written. Runs without a metrics.jsonl, or without ``info/*`` columns in it,
-        are left out and logged.
+        Paths written. Runs without a metrics.jsonl, without ``info/*`` columns in it, or with a
+        single epoch (a zero-shot run: one point, whose values the tables and runs.csv give) are left
+        out and logged.
     """
     if per not in TRAJECTORY_MODES:
         raise ValueError(f"per must be one of {TRAJECTORY_MODES}, got {per!r}")
     runs = collection.frame.drop_duplicates("run")
     keys = ["experiment", "dataset", "method", "protocol", "shots", "backbone", "weights"]
     grouping = runs.groupby(keys if per == "group" else ["run"], dropna=False, sort=True)
-    written, without_metrics = [], 0
+    written, without_metrics, single_point = [], 0, 0
     for key, group in grouping:
         curves = {
             f"seed {seed}" if per == "group" else run: read_metrics(collection.root / run)
@@ -208,6 +244,9 @@ def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "g
         }
         if not curves:
             without_metrics += 1
+            continue
+        if all(frame["epoch"].nunique() < 2 for frame in curves.values()):
+            single_point += 1
             continue
         if not any(k in f for f in curves.values() for k in trajectory_keys()):
             logger.warning("metrics.jsonl of %s has no info/* columns; no trajectory plot", group["run"].tolist())
@@ -219,5 +258,8 @@ def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "g
             title = key[0]
         written.append(plot_trajectories(curves, Path(out_dir) / f"{stem}.png", title=title))
     if without_metrics:
-        logger.info("%d %s(s) without metrics.jsonl (e.g. zero-shot runs) have no trajectory plot", without_metrics, per)
+        logger.info("%d %s(s) without metrics.jsonl have no trajectory plot", without_metrics, per)
+    if single_point:
+        logger.info("%d %s(s) with a single epoch (zero-shot: one point, see the tables) have no trajectory plot",
+                    single_point, per)
     return written

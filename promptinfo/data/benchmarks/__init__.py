@@ -1,20 +1,8 @@
-"""The CoOp benchmarks: importing this package registers every one of them."""
+"""The benchmarks, one declarative module each: importing this package registers every module in it.
 
-from promptinfo.data.benchmarks import (  # noqa: F401  (imported for their registration)
-    caltech101,
-    dtd,
-    eurosat,
-    fgvc_aircraft,
-    food101,
-    imagenet,
-    imagenet_a,
-    imagenet_r,
-    imagenet_sketch,
-    imagenet_v2,
-    oxford_flowers,
-    oxford_pets,
-    procedural,
-    stanford_cars,
-    sun397,
-    ucf101,
-)
+A new benchmark is one module here that calls `register_benchmark(Benchmark(...))`; nothing else lists it.
+"""
+
+from promptinfo.discovery import import_submodules
+
+import_submodules(__name__, __path__)

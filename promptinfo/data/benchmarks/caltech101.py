@@ -14,6 +14,7 @@ CALTECH101 = register_benchmark(
         image_dir="101_ObjectCategories",
         split_file="split_zhou_Caltech101.json",
         template="a photo of a {}.",
+        cma_lambda=0.8,
         num_classes=100,
         sizes=(4128, 1649, 2465),
         required=("101_ObjectCategories",),

@@ -24,6 +24,7 @@ EUROSAT = register_benchmark(
         image_dir="2750",
         split_file="split_zhou_EuroSAT.json",
         template="a centered satellite photo of {}.",
+        cma_lambda=0.1,
         num_classes=10,
         sizes=(13500, 5400, 8100),
         required=("2750",),

@@ -32,6 +32,7 @@ FGVC_AIRCRAFT = register_benchmark(
         folder="fgvc_aircraft",
         image_dir="images",
         template="a photo of a {}, a type of aircraft.",
+        cma_lambda=0.8,
         num_classes=100,
         sizes=(3334, 3333, 3333),
         required=("images", "variants.txt", "images_variant_train.txt", "images_variant_val.txt",

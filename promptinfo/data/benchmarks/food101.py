@@ -11,6 +11,7 @@ FOOD101 = register_benchmark(
         image_dir="images",
         split_file="split_zhou_Food101.json",
         template="a photo of {}, a type of food.",
+        cma_lambda=0.8,
         num_classes=101,
         sizes=(50500, 20200, 30300),
         required=("images",),

@@ -68,6 +68,7 @@ IMAGENET = register_benchmark(
         folder="imagenet",
         image_dir="images",
         template="a photo of a {}.",
+        cma_lambda=0.1,
         num_classes=1000,
         sizes=(1281167, 50000, 50000),
         required=("images/train", "images/val", "classnames.txt"),

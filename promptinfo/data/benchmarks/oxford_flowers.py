@@ -33,6 +33,7 @@ OXFORD_FLOWERS = register_benchmark(
         image_dir="jpg",
         split_file="split_zhou_OxfordFlowers.json",
         template="a photo of a {}, a type of flower.",
+        cma_lambda=0.7,
         num_classes=102,
         sizes=(4093, 1633, 2463),
         required=("jpg", "imagelabels.mat", "cat_to_name.json"),

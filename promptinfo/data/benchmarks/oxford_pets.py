@@ -32,6 +32,7 @@ OXFORD_PETS = register_benchmark(
         image_dir="images",
         split_file="split_zhou_OxfordPets.json",
         template="a photo of a {}, a type of pet.",
+        cma_lambda=0.9,
         num_classes=37,
         sizes=(2944, 736, 3669),
         required=("images", "annotations/trainval.txt", "annotations/test.txt"),

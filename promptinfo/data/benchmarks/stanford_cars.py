@@ -48,6 +48,7 @@ STANFORD_CARS = register_benchmark(
         image_dir="",
         split_file="split_zhou_StanfordCars.json",
         template="a photo of a {}.",
+        cma_lambda=0.1,
         num_classes=196,
         sizes=(6509, 1635, 8041),
         required=("cars_train", "cars_test", "devkit/cars_meta.mat", "devkit/cars_train_annos.mat",

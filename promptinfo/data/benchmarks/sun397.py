@@ -34,6 +34,7 @@ SUN397 = register_benchmark(
         image_dir="SUN397",
         split_file="split_zhou_SUN397.json",
         template="a photo of a {}.",
+        cma_lambda=0.2,
         num_classes=397,
         sizes=(15880, 3970, 19850),
         required=("SUN397", "ClassName.txt", "Training_01.txt", "Testing_01.txt"),

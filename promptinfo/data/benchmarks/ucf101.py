@@ -52,6 +52,7 @@ UCF101 = register_benchmark(
         image_dir="UCF-101-midframes",
         split_file="split_zhou_UCF101.json",
         template="a photo of a person doing {}.",
+        cma_lambda=(0.8, 0.8, 0.8, 0.6, 0.6),  # for 1/2/4/8/16 shots
         num_classes=101,
         sizes=(7639, 1898, 3783),
         required=("UCF-101-midframes", "ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt",

@@ -1,0 +1,200 @@
+"""Reading learned prompts as words, and loading prompts saved by the original (Dassl) trainers."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from promptinfo import create_method
+from promptinfo.errors import CheckpointMismatchError
+from promptinfo.methods.original import load_original_prompt
+from promptinfo.methods.words import nearest_words, text_context_vectors
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def test_context_initialised_from_words_reads_back_as_those_words(tiny_backbone):
+    method = create_method("coop", tiny_backbone, CLASSES, ctx_init="a photo of a")
+    rows = nearest_words(method, k=3)
+    assert [r.euclidean[0][0] for r in rows] == ["a", "photo", "of", "a"]
+    assert all(r.euclidean[0][1] == pytest.approx(0.0, abs=1e-5) for r in rows)
+    assert all(r.cosine[0][0] == r.euclidean[0][0] and r.cosine[0][1] == pytest.approx(1.0, abs=1e-5) for r in rows)
+    assert [(r.tensor, r.layer, r.position, r.classname) for r in rows] == [("ctx", 0, p, None) for p in range(4)]
+    for r in rows:  # ranked: distances ascend, similarities descend
+        assert [d for _, d in r.euclidean] == sorted(d for _, d in r.euclidean)
+        assert [s for _, s in r.cosine] == sorted((s for _, s in r.cosine), reverse=True)
+
+
+def test_nearest_words_match_a_direct_search(tiny_backbone):
+    method = create_method("coop", tiny_backbone, CLASSES, n_ctx=2)
+    vocab, texts = tiny_backbone.vocabulary()
+    ctx = method.prompt.ctx.detach().float()
+    dist = ((ctx[:, None, :] - vocab.float()[None]) ** 2).sum(-1).sqrt()  # [2, V]
+    rows = nearest_words(method, k=4)
+    for p, row in enumerate(rows):
+        expected = dist[p].argsort()[:4].tolist()
+        assert [t for t, _ in row.euclidean] == [texts[i] for i in expected]
+        assert [d for _, d in row.euclidean] == pytest.approx(dist[p, expected].tolist(), rel=1e-4)
+
+
+def test_class_specific_and_deep_text_prompts_are_read(tiny_backbone):
+    csc = nearest_words(create_method("coop", tiny_backbone, CLASSES, n_ctx=2, csc=True), k=1)
+    assert [(r.classname, r.position) for r in csc] == [(c, p) for c in CLASSES for p in range(2)]
+    maple = create_method("maple", tiny_backbone, CLASSES, depth=3)
+    assert {k: layer for k, (layer, _) in text_context_vectors(maple).items()} == {
+        "ctx": 0, "compound_prompts_text.0": 1, "compound_prompts_text.1": 2}
+    ivlp = create_method("ivlp", tiny_backbone, CLASSES, depth_text=2, depth_vision=2)
+    assert sorted(text_context_vectors(ivlp)) == ["ctx", "deep_text.0"]  # vision prompts are not words
+
+
+def test_methods_without_text_context_are_refused(tiny_backbone):
+    with pytest.raises(ValueError, match="no text context"):
+        nearest_words(create_method("vpt", tiny_backbone, CLASSES, depth_vision=2))
+
+
+# ------------------------------------------------------------------------------ original checkpoints
+def _dassl_checkpoint(path, state_dict):
+    """A checkpoint as Dassl's save_checkpoint writes it, with a warm-up scheduler object that pickles
+    its successor (module `dassl` exists only while saving, as in the original environment)."""
+    module = types.ModuleType("dassl.optim.lr_scheduler")
+
+    class ConstantWarmupScheduler:
+        pass
+
+    ConstantWarmupScheduler.__module__ = module.__name__
+    module.ConstantWarmupScheduler = ConstantWarmupScheduler
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.002)
+    sched = ConstantWarmupScheduler()
+    sched.successor = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=50)
+    sched.last_epoch = 3
+    names = ["dassl", "dassl.optim", "dassl.optim.lr_scheduler"]
+    sys.modules.update({n: module for n in names})
+    try:
+        torch.save({"state_dict": state_dict, "epoch": 50, "optimizer": optim.state_dict(),
+                    "scheduler": {k: v for k, v in sched.__dict__.items()}, "val_result": 71.5}, path)
+    finally:
+        for n in names:
+            sys.modules.pop(n)
+
+
+def test_original_coop_checkpoint_loads_exactly(tiny_backbone, tmp_path):
+    source = create_method("coop", tiny_backbone, CLASSES, n_ctx=4)
+    state = {"ctx": source.prompt.ctx.detach().half(), "token_prefix": torch.zeros(3, 1, 48),
+             "token_suffix": torch.zeros(3, 10, 48)}
+    _dassl_checkpoint(tmp_path / "model.pth.tar-50", state)
+    target = create_method("coop", tiny_backbone, CLASSES, n_ctx=4)
+    load_original_prompt(target, tmp_path / "model.pth.tar-50")
+    assert torch.equal(target.prompt.ctx, source.prompt.ctx.detach().half().float())
+
+
+def test_original_maple_whole_model_checkpoint_loads(tiny_backbone, tmp_path):
+    source = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    with torch.no_grad():  # trained prompts: away from their initialisation
+        for p in source.prompt.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    state = {f"prompt_learner.{k}": v.clone() for k, v in source.prompt.state_dict().items()}
+    state.update({"prompt_learner.token_prefix": torch.zeros(3, 1, 48), "image_encoder.conv1.weight": torch.ones(2),
+                  "logit_scale": torch.tensor(4.6)})
+    _dassl_checkpoint(tmp_path / "model-best.pth.tar", state)
+    target = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    load_original_prompt(target, tmp_path / "model-best.pth.tar")
+    for k, v in source.prompt.state_dict().items():
+        assert torch.equal(target.prompt.state_dict()[k], v), k
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+
+
+def test_original_checkpoint_of_another_shape_or_method_is_refused(tiny_backbone, tmp_path):
+    source = create_method("coop", tiny_backbone, CLASSES, n_ctx=16)
+    torch.save({"state_dict": {"ctx": source.prompt.ctx.detach()}}, tmp_path / "coop16.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"ctx: \(16, 48\) in the file, \(4, 48\) here.*n_ctx"):
+        load_original_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=4), tmp_path / "coop16.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"does not hold cocoop prompts.*missing \['meta_net"):
+        load_original_prompt(create_method("cocoop", tiny_backbone, CLASSES), tmp_path / "coop16.pth")
+
+
+def test_original_checkpoint_with_code_is_refused_without_running_it(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    import pickle
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
+    with pytest.raises(CheckpointMismatchError, match="without running code"):
+        load_original_prompt(None, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointMismatchError, match="No checkpoint"):
+        load_original_prompt(None, tmp_path / "missing.pth")
+
+
+# ------------------------------------------------------------------------------ sharing prompts
+def _trained_prompt(backbone, folder, method="coop", **options):
+    from promptinfo.methods import save_prompt
+
+    m = create_method(method, backbone, CLASSES, dataset_templates=["a photo of a {}, a type of pet."], **options)
+    with torch.no_grad():
+        for p in m.prompt.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_prompt(m, folder / "prompt.safetensors", extra={"dataset": "oxford_pets", "protocol": "few_shot",
+                                                         "shots": 16, "seed": 1, "epochs": 200, "experiment": None})
+    return m
+
+
+def test_export_writes_a_prompt_with_results_and_a_card_that_loads_back(tiny_backbone, tmp_path):
+    import json
+
+    from promptinfo.methods import load_method, read_prompt_checkpoint
+    from promptinfo.report.card import export_prompt
+
+    run = tmp_path / "run"
+    original = _trained_prompt(tiny_backbone, run, n_ctx=3)
+    (run / "results.json").write_text(json.dumps({"status": "finished", "evaluations": {
+        "oxford_pets": {"dataset": "oxford_pets", "correct": 7, "total": 9, "accuracy": 77.78}}}))
+    exported = export_prompt(run, tmp_path / "shared")
+    _, meta = read_prompt_checkpoint(exported.prompt)
+    assert meta["results"] == {"oxford_pets": 77.78}
+    assert meta["templates"] == ["a photo of a {}, a type of pet."] and meta["config"]["n_ctx"] == 3
+    card = exported.card.read_text()
+    for text in ("# coop prompt for pi-tiny-vit-s", "oxford_pets", "| oxford_pets | 77.78 |", "cat, dog, bird",
+                 "promptinfo.load_method", "pretrained=None", "Transfers to other classes**: yes"):
+        assert text in card, text
+    loaded = load_method(exported.prompt, tiny_backbone)
+    assert loaded.classnames == CLASSES and loaded.dataset_templates == ["a photo of a {}, a type of pet."]
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), original.eval()(x), rtol=0, atol=0)
+    other = load_method(exported.prompt, tiny_backbone, classnames=["bus", "tulip"])  # transferable
+    assert other(x).shape == (2, 2)
+
+
+def test_loading_on_another_backbone_says_what_to_pass(tiny_backbone, tmp_path):
+    from tests.conftest import make_backbone
+    from promptinfo.methods import load_method
+
+    _trained_prompt(tiny_backbone, tmp_path, n_ctx=3)
+    with pytest.raises(CheckpointMismatchError, match=r"load it with torch.manual_seed\(0\); create_backbone\('pi-tiny-vit-s', pretrained=None\)"):
+        load_method(tmp_path / "prompt.safetensors", make_backbone("pi-tiny-vit-m"))
+    _trained_prompt(tiny_backbone, tmp_path / "csc", n_ctx=2, csc=True)
+    with pytest.raises(CheckpointMismatchError, match="class-specific prompts for 3 classes"):
+        load_method(tmp_path / "csc" / "prompt.safetensors", tiny_backbone, classnames=["bus", "tulip"])
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path):
+    from promptinfo.report.card import ExportError, export_prompt
+
+    with pytest.raises(ExportError, match="neither a run folder"):
+        export_prompt(tmp_path, tmp_path / "out")
+
+
+def test_words_table_lists_every_vector_and_every_rank(tiny_backbone):
+    from promptinfo.report.formats import to_markdown
+    from promptinfo.report.words import words_table
+
+    method = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    rows = nearest_words(method, k=3)
+    table = words_table(rows, "maple", k=2)
+    assert len(table.display) == len(rows) == 4  # ctx (2 tokens) + one deep text prompt (2 tokens)
+    assert len(table.data) == 4 * 3 and list(table.data["rank"][:3]) == [1, 2, 3]
+    markdown = to_markdown(table)
+    assert "| ctx | 0 | 0 |  | a (0.00)," in markdown and "compound_prompts_text.0 | 1 |" in markdown
