@@ -7,7 +7,8 @@ config composes and validates, its arguments parse and name known backbones and 
 Every other command must run offline on the demo world: the slow test runs them in order, in a temporary
 folder that holds the session's demo job (see ``demo_job`` in conftest.py), as subprocesses of the installed
 console scripts. To keep CI short it runs them on the small demo world the tests pretrain (``model=demo_small``,
-``dataset=procedural_small``, ``pi-demo-small``) with 2 training epochs; nothing else is changed.
+``dataset=procedural_small``, ``pi-demo-small``, ``promptinfo-demo --variant small``) with 2 training epochs;
+nothing else is changed.
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ import os
 import re
 import shlex
 import shutil
+import importlib
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-HYDRA_COMMANDS = {"promptinfo-train": "train", "promptinfo-eval": "eval"}
-"""Console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
+SCRIPTS = dict(re.findall(r'^(promptinfo-[\w-]+) = "([\w.:]+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE))
+"""Console script -> its entry point (``module:function``); the argparse ones have ``build_parser``."""
+HYDRA_COMMANDS = {
+    script: found.group(1) for script, target in SCRIPTS.items()
+    if (found := re.search(r'config_name="(\w+)"', (ROOT / (target.split(":")[0].replace(".", "/") + ".py")).read_text()))
+}
+"""Hydra console script -> the config it composes (torchrun runs promptinfo.cli.train)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ def hydra_context():
     """One hydra context for the module's compositions (initialising it per compose costs more than composing)."""
     from hydra import initialize_config_module
 
+    for script in HYDRA_COMMANDS:  # a command's module may store its own schema (promptinfo-collapse)
+        importlib.import_module(SCRIPTS[script].split(":")[0])
     with initialize_config_module("promptinfo_configs", version_base="1.3"):
         yield
 
@@ -137,7 +147,7 @@ def composed_jobs(name: str, overrides: list[str]) -> list:
     from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     from promptinfo.engine.validate import validate_eval_config, validate_train_config
 
@@ -157,7 +167,9 @@ def composed_jobs(name: str, overrides: list[str]) -> list:
             del cfg["hydra"]
             if name == "eval":
                 cfg.checkpoint = None  # checked against the training commands' run folders instead
-        validated.append(validate_train_config(cfg) if name == "train" else validate_eval_config(cfg))
+        validators = {"train": validate_train_config, "eval": validate_eval_config}
+        validated.append(validators[name](cfg) if name in validators else OmegaConf.create(
+            OmegaConf.to_container(cfg, resolve=True)))
     return validated
 
 
@@ -173,7 +185,7 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
         if checkpoint:  # the prompts of a training command shown before it
             assert str(Path(checkpoint).parent) in run_dirs, (command.text, sorted(run_dirs))
         return
-    if command.program in ("promptinfo-inspect", "promptinfo-report"):
+    if command.program in SCRIPTS:
         parse_argparse_command(command)
         return
     if "pip" in command.program or "pip install" in command.text:
@@ -184,14 +196,35 @@ def check_without_running(command: Command, run_dirs: set[str]) -> None:
     pytest.fail(f"the README test does not know how to check {command.text!r}")
 
 
-def parse_argparse_command(command: Command):
-    """The parsed arguments of promptinfo-inspect/-report; inspect's backbone, weights tag and datasets exist."""
-    from promptinfo.cli import inspect as inspect_cli
-    from promptinfo.cli import report as report_cli
+def collapse_config(command: Command):
+    """The validated config of a promptinfo-collapse command (in a hydra context)."""
+    from hydra import compose
 
-    cli = inspect_cli if command.program == "promptinfo-inspect" else report_cli
+    from promptinfo.cli import collapse  # noqa: F401  (registers the command's schema)
+    from promptinfo.collapse import validate_collapse_config
+
+    return validate_collapse_config(compose("collapse", overrides=list(command.argv[1:])))
+
+
+def interpolation_eval_config(command: Command):
+    """The validated evaluation config of a promptinfo-interpolate command, its checkpoints aside (their dataset
+    is the one A was trained on: the procedural one here)."""
+    from hydra import compose
+
+    from promptinfo.cli import interpolate
+    from promptinfo.engine.validate import validate_eval_config
+
+    args = interpolate.build_parser().parse_args(list(command.argv[1:]))
+    return validate_eval_config(compose("eval", overrides=["dataset=procedural", *args.overrides]))
+
+
+def parse_argparse_command(command: Command):
+    """The parsed arguments of an argparse console script; promptinfo-inspect's backbone, weights tag and
+    datasets exist."""
+    cli = importlib.import_module(SCRIPTS[command.program].split(":")[0])
+    assert hasattr(cli, "build_parser"), f"{command.text!r}: the README test cannot parse {command.program}"
     args = cli.build_parser().parse_args(list(command.argv[1:]))
-    if cli is inspect_cli:
+    if command.program == "promptinfo-inspect":
         from promptinfo import list_backbones, list_datasets
 
         assert args.model in list_backbones(), command.text
@@ -222,12 +255,17 @@ def test_commands_without_a_needs_note_run_offline_on_the_demo_world(hydra_conte
         hydra_form = hydra_overrides(command)
         if hydra_form is not None:
             for cfg in composed_jobs(*hydra_form):
-                offline = cfg.dataset.name.startswith("procedural") and cfg.model.pretrained in ("procedural", None)
+                dataset = OmegaConf.select(cfg, "dataset.name", default="procedural")
+                offline = dataset.startswith("procedural") and OmegaConf.select(cfg, "model.pretrained") in ("procedural", None)
                 assert offline, f"{command.text!r} needs data or weights: add a '# needs' note"
-        elif command.program in ("promptinfo-inspect", "promptinfo-report"):
+        elif command.program in SCRIPTS:
             args = parse_argparse_command(command)
             if command.program == "promptinfo-inspect":
                 assert set(args.datasets) <= {"procedural", "procedural_small"} and args.pretrained == "procedural"
+        elif command.program == "promptinfo-collapse":
+            assert collapse_config(command).data.name.startswith("procedural"), command.text
+        elif command.program == "promptinfo-interpolate":
+            assert interpolation_eval_config(command).model.pretrained in ("procedural", None), command.text
         else:
             pytest.fail(f"{command.text!r} has no '# needs' note and is not a command the README test can run")
 
@@ -244,10 +282,16 @@ def on_the_small_world(command: Command) -> list[str]:
         for default, small in SMALL_WORLD:
             word = word.replace(default, small) if default.startswith("/") else (small if word == default else word)
         argv.append("procedural_small" if word == "procedural" and argv and argv[-1] == "--datasets" else word)
+    if argv[0] == "promptinfo-collapse":
+        argv += ["data.name=procedural_small", "trainer.epochs=2"]
     if argv[0] == "promptinfo-train":
         argv += ["trainer.epochs=2"]
         if "experiment=demo" in argv:
             argv += ["model=demo_small", "dataset=procedural_small"]
+    if argv[0] == "promptinfo-collapse":
+        argv += ["trainer.epochs=2"]
+    if argv[0] == "promptinfo-demo":
+        argv += ["--variant", "small", "--epochs", "2"]
     return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
 
 

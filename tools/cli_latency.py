@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-COMMANDS = ("promptinfo-train", "promptinfo-eval", "promptinfo-report", "promptinfo-inspect", "promptinfo-demo")
+COMMANDS = tuple(re.findall(r'^(promptinfo-[\w-]+) = "', (Path(__file__).parents[1] / "pyproject.toml").read_text(), re.M))
+"""Every console script of the package."""
 WEIGHTS_CASES = {
     "HF_HUB_OFFLINE=1": {"HF_HUB_OFFLINE": "1"},
     "no network": {},  # this machine resolves no outside host: the hub cannot be reached

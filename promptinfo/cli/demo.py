@@ -26,7 +26,6 @@ from pathlib import Path
 
 from promptinfo.cli import report
 from promptinfo.cli._argparse import console_logging
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, QuietOpenClip
 from promptinfo.errors import PromptInfoError
 
 EXPERIMENT = "demo"
@@ -113,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 0:
         parser.error(f"--epochs must be 0 or more, got {args.epochs}")
+    from promptinfo.cli._hydra import QuietOpenClip  # loads the engine: after --help and argument errors
+
     with console_logging(QuietOpenClip(), QuietEngine()):
         try:
             return _demo(args)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_module
 
+    from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION
     from promptinfo.engine import train
     from promptinfo.report.names import method_display_name
     from promptinfo.report.plots import plot_run_trajectories

@@ -216,6 +216,13 @@ def _group_title(values: dict) -> str:
     return " / ".join(str(p) for p in parts if p is not None and not pd.isna(p) and str(p))
 
 
+def _figure_name(root: Path, per: str, keys: list[str], key: tuple) -> tuple[str, str]:
+    """(file stem, title) of the figure of one group of runs, or of one run."""
+    if per == "group":
+        return _file_stem(key), _group_title(dict(zip(keys, key)))
+    return _file_stem([root.resolve().name if key[0] == "." else key[0].replace("/", "__")]), key[0]
+
+
 def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "group") -> list[Path]:
     """Trajectory PNGs for the runs of a :class:`~promptinfo.report.aggregate.RunCollection`.
 
@@ -251,11 +258,7 @@ def write_trajectory_plots(collection, out_dir: str | os.PathLike, per: str = "g
         if not any(k in f for f in curves.values() for k in trajectory_keys()):
             logger.warning("metrics.jsonl of %s has no info/* columns; no trajectory plot", group["run"].tolist())
             continue
-        if per == "group":
-            stem, title = _file_stem(key), _group_title(dict(zip(keys, key)))
-        else:
-            stem = _file_stem([collection.root.resolve().name if key[0] == "." else key[0].replace("/", "__")])
-            title = key[0]
+        stem, title = _figure_name(collection.root, per, keys, key)
         written.append(plot_trajectories(curves, Path(out_dir) / f"{stem}.png", title=title))
     if without_metrics:
         logger.info("%d %s(s) without metrics.jsonl have no trajectory plot", without_metrics, per)
