@@ -12,7 +12,7 @@ pseudo-labelled runs land between the two. Keeping fewer, surer pseudo-labels do
 (measured: K = 7 or 4, 70% right, 58.3%; IFPL from the model's own predictions, 57.6%; mu = 1, 59.9%):
 they are right on the easy images and carry zero-shot CLIP's systematic errors on the rest. On the
 default world, whose zero-shot CLIP is closer to 2-shot CoOp, FPL raises CoOp (README).
-""""""
+"""
 
 from __future__ import annotations
 

@@ -8,11 +8,13 @@ import logging
 import torch
 
 from promptinfo.data import build_transform
+from promptinfo.engine import distributed as dist
 from promptinfo.engine.build import attach_feature_store, method_from_config
 from promptinfo.engine.evaluate import classify_features, shared_text_features
 from promptinfo.engine.protocols import Plan
 from promptinfo.engine.semi import SemiStep, UnlabelledObjective
 from promptinfo.engine.unlabelled import FeatureViews, ImageViews
+from promptinfo.errors import ConfigError
 from promptinfo.methods import create_method
 from promptinfo.pseudo import candidate_probs, create_strategy
 
@@ -20,7 +22,14 @@ logger = logging.getLogger("promptinfo.engine")
 
 
 def build_semi_step(cfg, method, plan: Plan, rt) -> SemiStep:
-    """The `SemiStep` of a run whose protocol has unlabelled images."""
+    """The `SemiStep` of a run whose protocol has unlabelled images.
+
+    Raises:
+        ConfigError: the run is distributed (every process would draw the same unlabelled batches).
+    """
+    if dist.world_size() > 1:
+        raise ConfigError(f"protocol={cfg.protocol.name} trains in one process for now; run it without torchrun "
+                          "(several runs at once: see the launcher presets).")
     u, t = plan.unlabelled, cfg.trainer
     name, options = method_from_config(cfg.pseudo)
     strategy = create_strategy(name, len(u.items), u.candidates, **options)
