@@ -84,6 +84,7 @@ def test_a_changed_val_split_or_renamed_image_makes_the_index_stale(tmp_path, ca
     path = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
     renamed = replace(data, train=[Item(data.train[0].path + ".png", 0, "class_0")] + data.train[1:])
     for changed in (replace(data, val=data.val[1:]), renamed):
+        few_shot_subset(data, 2, 1)  # the index of the unchanged split
         old = json.loads(path.read_text())["source_fingerprint"]
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
@@ -106,6 +107,13 @@ def test_stale_and_broken_index_warnings_name_what_differs(tmp_path, caplog):
     assert caplog.messages == [
         f"toy: {path} was drawn from another split or setting ({{'seed': 3, 'repeat': True}}); drawing again"]
     caplog.clear()
+    path.write_text("[1, 2]")
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        few_shot_subset(data, 2, 1)
+    assert re.fullmatch(rf"toy: the few-shot index {re.escape(str(path))} is damaged \(expected a JSON object, found "
+                        rf"list\); set it aside as {re.escape(path.name)}\.damaged-\S+ and drawing again",
+                        caplog.messages[-1])
+    caplog.clear()
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
         subset = few_shot_subset(data, 2, 1)
@@ -118,12 +126,14 @@ def test_stale_and_broken_index_warnings_name_what_differs(tmp_path, caplog):
 def test_an_unwritable_cache_draws_the_same_images_and_says_so(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    data = make_data(tmp_path, [4, 4], [3, 3])
+    data = make_data(tmp_path, [1, 4], [1, 3])
     with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
         subset = few_shot_subset(data, 2, 5, cache_dir=blocker / "sub", repeat=True)
     assert (subset.train, subset.val) == draw_few_shot(data, 2, 5, repeat=True)
+    assert sorted(i.label for i in subset.train) == [0, 0, 1, 1]  # the small class repeated
     path = blocker / "sub" / "shot_2-seed_5.json"
-    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(f"toy: cannot write the few-shot index {path} (")
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(
+        f"toy: cannot write the few-shot index {path} ([Errno ")
     assert caplog.messages[0].endswith("); pass a writable cache_dir to keep it")
 
 
@@ -135,11 +145,13 @@ def test_an_empty_val_split_is_stored_as_an_empty_list(tmp_path):
     assert few_shot_subset(data, 2, 1).val == []
 
 
-def test_an_imagenet_style_index_is_read_back_with_the_test_set_as_val(tmp_path):
+def test_an_imagenet_style_index_is_read_back_with_the_test_set_as_val(tmp_path, caplog):
     data = make_data(tmp_path, [5, 5], [0, 0], val_is_test=True)
     data = replace(data, val=data.test)
     first = few_shot_subset(data, 2, 1)
-    again = few_shot_subset(data, 2, 1)
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        again = few_shot_subset(data, 2, 1)
+    assert caplog.messages == []  # its "val": null is read as the test set, not as a damaged list
     assert again.train == first.train and again.val == data.test
 
 
@@ -155,3 +167,37 @@ def test_bad_subsample_names_the_choices(tmp_path):
     data = make_data(tmp_path, [2, 2], [1, 1])
     with pytest.raises(ConfigError, match=r"^subsample must be one of \('all', 'base', 'new'\), got 'novel'$"):
         few_shot_subset(data, 1, 1, subsample="novel")
+
+
+def test_short_classes_are_named_with_their_counts_and_the_effective_shots_recorded(tmp_path, caplog):
+    from promptinfo.data.protocol import effective_shots, images_per_class
+
+    data = make_data(tmp_path, [1, 6, 3, 0], [1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        subset = few_shot_subset(data, 4, 1)
+    assert caplog.messages[0] == (
+        "toy: 3 of 4 classes have fewer than 4 training images, so they train on fewer shots: class_0 (1), "
+        "class_2 (3), class_3 (0). results.json records the effective shots per class (shots_effective).")
+    assert images_per_class(subset.train, 4) == [1, 4, 3, 0]
+    assert effective_shots(subset) == {"min": 0, "max": 4}
+
+
+def test_an_index_with_malformed_rows_is_set_aside(tmp_path, caplog):
+    data = make_data(tmp_path, [4, 4], [2, 2])
+    few_shot_subset(data, 2, 1)
+    path = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
+    index = json.loads(path.read_text())
+    for bad in (["a.jpg", 0], [1, 0, "class_0"], ["a.jpg", 0, 3], ["a.jpg", "0", "class_0"], ["a.jpg", True, "x"]):
+        path.write_text(json.dumps({**index, "val": [bad]}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+            assert few_shot_subset(data, 2, 1).val == draw_few_shot(data, 2, 1)[1]
+        assert len(caplog.messages) == 1, bad
+        assert re.fullmatch(rf"toy: the few-shot index {re.escape(str(path))} is damaged \(its item lists are not "
+                            r"\[path, label, class name\] rows\); set it aside as \S+ and drawing again",
+                            caplog.messages[0]), bad
+    path.write_text(json.dumps({**index, "train": {"a": 1}}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="promptinfo.data.protocol"):
+        few_shot_subset(data, 2, 1)
+    assert "its item lists are not [path, label, class name] rows" in caplog.messages[0]

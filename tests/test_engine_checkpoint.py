@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from promptinfo.engine.checkpoint import FORMAT_VERSION, load_resume_checkpoint, restore, save_resume_checkpoint
 from promptinfo.engine.optim import build_optimizer, build_scheduler
-from promptinfo.errors import CheckpointMismatchError
+from promptinfo.errors import CheckpointMismatchError, DamagedFileError
 
 TRAINER = SimpleNamespace(epochs=6, lr=0.01, warmup_epochs=1, warmup_lr=1e-3, warmup_type="constant",
                           scheduler="cosine", optimizer="sgd", momentum=0.9, weight_decay=5e-4)
@@ -122,3 +123,58 @@ def test_numpy_cached_gaussian_survives_the_round_trip(tmp_path):
     np.random.seed(4)
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert np.array_equal(np.random.randn(3), expected)
+
+
+class _Pickled:
+    """An arbitrary object: `weights_only=True` loading must refuse to build it."""
+
+
+def test_extra_state_is_kept_and_defaults_to_empty(tmp_path):
+    method, optimizer, scheduler, scaler = _training_objects(seed=0)
+    kwargs = dict(method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=1, step=2,
+                  fingerprint="f")
+    save_resume_checkpoint(tmp_path / "a.pt", **kwargs)
+    assert load_resume_checkpoint(tmp_path / "a.pt", "f")["extra"] == {}
+    save_resume_checkpoint(tmp_path / "b.pt", **kwargs, extra={"pseudo": {"counts": torch.arange(3)}})
+    assert torch.equal(load_resume_checkpoint(tmp_path / "b.pt", "f")["extra"]["pseudo"]["counts"], torch.arange(3))
+
+
+def test_unreadable_checkpoints_are_damaged_files_and_code_is_never_run(tmp_path):
+    fix = (r"The run cannot resume from it\. Pass overwrite=true to start this run folder afresh \(it replaces the "
+           r"folder's files; copy the checkpoint elsewhere first to keep it\), or use another run_dir\.$")
+    garbled = tmp_path / "garbled.pt"
+    garbled.write_bytes(b"not a checkpoint")
+    with pytest.raises(DamagedFileError, match=rf"^{garbled} is damaged: torch cannot read it \(\w+\): it is "
+                                               rf"truncated or not a checkpoint\. " + fix):
+        load_resume_checkpoint(garbled, "f")
+    method, optimizer, scheduler, scaler = _training_objects(seed=0)
+    path = tmp_path / "code.pt"
+    save_resume_checkpoint(path, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                           epoch=1, step=2, fingerprint="f")
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "extra": {"object": _Pickled()}}, path)  # loads only with weights_only=False
+    with pytest.raises(DamagedFileError, match=r"torch cannot read it \(UnpicklingError\)"):
+        load_resume_checkpoint(path, "f")
+
+
+def test_restore_refuses_a_prompt_of_another_shape():
+    method, optimizer, scheduler, scaler = _training_objects(seed=0)
+    state = {"prompt": {"ctx": torch.zeros(4, 6)}}  # proj's tensors missing
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: \"proj\.weight\", \"proj\.bias\""):
+        restore(state, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+
+
+def test_a_checkpoint_missing_part_of_the_state_is_damaged(tmp_path):
+    method, optimizer, scheduler, scaler = _training_objects(seed=0)
+    path = tmp_path / "resume.pt"
+    save_resume_checkpoint(path, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                           epoch=1, step=2, fingerprint="f")
+    state = torch.load(path, weights_only=True)
+    del state["rng"]
+    torch.save(state, path)
+    found = re.escape(str(sorted(state)))
+    with pytest.raises(DamagedFileError, match=rf"^{path} is damaged: it lacks parts of the resume state \(found {found}\)"):
+        load_resume_checkpoint(path, "f")
+    torch.save([1, 2], path)
+    with pytest.raises(DamagedFileError, match=r"it lacks parts of the resume state \(found list\)"):
+        load_resume_checkpoint(path, "f")

@@ -270,6 +270,7 @@ def test_finished_run_is_skipped_unless_overwrite(data_root, workdir):
     assert "label=" in str(refused.value) and "run_dir=" in str(refused.value)  # the ways to a folder of its own
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_not_resumed(data_root, workdir):
     overrides = ("method=coop", "method.n_ctx=2", "trainer.epochs=2", "experiment_name=other")
     with pytest.raises(Killed):

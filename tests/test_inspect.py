@@ -124,6 +124,7 @@ def test_inspect_command_matches_direct_computation(dtd_root, tmp_path, capsys):
     assert "| accuracy | zero-shot top-1 accuracy (%) |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_inspect_subset_is_deterministic(dtd_root, tmp_path):
     def run(out):
         argv = ["--model", "pi-tiny-vit-s", "--datasets", "dtd", "--data-root", str(dtd_root), "--out", str(out),

@@ -1,6 +1,6 @@
 """Neural-collapse statistics against their definitions where the variants differ (uneven norms, a bias,
-more samples than one chunk, tiny scales), accuracy counts added across batches, and the metrics' input
-checks, each named by the message it promises."""
+more samples than one chunk, tiny scales), accuracy counts added across batches, the streaming tracker's
+reservoir (algorithm R) and defaults, and the metrics' input checks, each named by the message it promises."""
 
 import math
 
@@ -15,7 +15,8 @@ from promptinfo.metrics import (
     neural_collapse,
     sampled_information,
 )
-from promptinfo.metrics import collapse
+from promptinfo.metrics import collapse, collapse_values
+from promptinfo.metrics.tracker import CollapseTracker, Reservoir
 
 F64 = torch.float64
 
@@ -151,3 +152,55 @@ def test_sampled_information_spread_of_two_subsets_is_the_sample_std():
     two = sampled_information(x, y, subset_size=10, num_subsets=2, seed=1)["mir"]
     a, b = two["values"]
     assert a != b and two["std"] == pytest.approx(abs(a - b) / math.sqrt(2), rel=1e-12)
+
+
+# ---------------------------------------------------------------- streaming tracker
+def test_reservoir_slots_follow_algorithm_r():
+    size, seed, n = 3, 5, 300
+    rows = torch.arange(n, dtype=F64)[:, None].repeat(1, 2)
+    reservoir = Reservoir(size, seed)
+    for start in range(0, n, 7):  # uneven batches
+        reservoir.add(rows[start : start + 7], torch.arange(start, min(start + 7, n)))
+    draws = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    kept = list(range(size))
+    for position in range(size, n):
+        slot = int(draws[position] * (position + 1))  # uniform over 0 .. position
+        if slot < size:
+            kept[slot] = position
+    _, labels, positions = reservoir.sample()
+    assert positions.tolist() == sorted(kept) and labels.tolist() == sorted(kept)
+
+
+def test_the_smallest_reservoir_and_the_defaults():
+    assert Reservoir(2, 0).size == 2
+    with pytest.raises(ValueError, match=r"^the reservoir needs room for at least 2 samples, got max_samples=1$"):
+        Reservoir(1, 0)
+    tracker = CollapseTracker()
+    assert (tracker.reservoir.size, tracker.reservoir.seed) == (1024, 0)
+
+
+def test_closed_forms_for_two_classes():
+    values = collapse_values(2)
+    assert (values["entropy"], values["mi"], values["erank"], values["hdr"]) == (0.0, 0.0, 1.0, 0.0)
+
+
+def test_tracker_input_messages():
+    tracker = CollapseTracker(max_samples=8)
+    features, weights, labels = torch.randn(4, 3), torch.randn(2, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"^labels must be integer class indices \[b=4\], got \(3,\) torch\.int64$"):
+        tracker.update(features, weights, labels[:3])
+    with pytest.raises(ValueError, match=r"^labels must be integer class indices \[b=4\], got \(4,\) torch\.float32$"):
+        tracker.update(features, weights, labels.float())
+    with pytest.raises(ValueError, match=r"^labels must be integer class indices \[b=4\], got \(4,\) torch\.bool$"):
+        tracker.update(features, weights, labels.bool())
+    with pytest.raises(ValueError, match=r"^bias must have shape \[C=2\], got \(3,\)$"):
+        tracker.update(features, weights, labels, bias=torch.zeros(3))
+    bad = features.clone()
+    bad[1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^features contain NaN or inf; the tracker needs finite features$"):
+        tracker.update(bad, weights, labels)
+    with pytest.raises(ValueError, match=r"^features must be"):
+        tracker.update(features[None], weights, labels)
+    tracker.update(features, weights, labels)
+    with pytest.raises(ValueError, match=r"within an epoch; call reset\(\) between heads$"):
+        tracker.update(features, torch.randn(3, 3), labels)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from promptinfo.backbones import list_backbones, registered_tags
 from promptinfo.engine.build import build_run, method_from_config, register_weight_tags
@@ -16,6 +16,7 @@ from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
 from promptinfo.engine.protocols import EvalPlan, Plan
+from promptinfo.engine.schema import ModelConfig
 from promptinfo.engine.screening import screen_images
 from promptinfo.engine.validate import method_options, validate_eval_config
 from promptinfo.errors import CheckpointMismatchError, ConfigError
@@ -96,7 +97,8 @@ def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictCon
         if not os.path.isfile(model.name):
             raise ConfigError(
                 f"{checkpoint} was trained on the OpenAI-format checkpoint {meta['backbone']!r}; pass that "
-                "file again as model.name=/path/to/it.pt (and model.pretrained=null)."
+                "file again as model.name=/path/to/it.pt (and model.pretrained=null; --model with promptinfo-predict "
+                "and -inspect)."
             )
         model.pretrained = None
         return model
@@ -109,7 +111,8 @@ def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictCon
     elif not (model.pretrained and (os.path.isfile(model.pretrained) or model.pretrained in registered_tags())):
         raise ConfigError(
             f"{checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
-            f"{weights}); pass that file again as model.pretrained=/path/to/weights."
+            f"{weights}); pass that file again as model.pretrained=/path/to/weights (--pretrained with "
+            "promptinfo-predict and -inspect)."
         )  # else the file, or the demo weights (checkpoints of older versions recorded their fingerprint)
     return model
 
@@ -153,6 +156,19 @@ def _model_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
         conflicts.append(f"model.pretrained={cfg.model.pretrained}, but the checkpoint was trained with weights "
                          f"{'null (random)' if weights == 'random' else weights}")
     return conflicts
+
+
+def checkpoint_backbone(checkpoint, model: str | None = None, pretrained: str | None = None,
+                        cache_dir: str | None = None) -> tuple:
+    """`(backbone, metadata)` of a prompt checkpoint: the backbone it was trained on, rebuilt.
+
+    Args:
+        model: the OpenAI-format checkpoint file of a backbone trained from one (its metadata names no architecture).
+        pretrained: the weights file of a backbone that was loaded from one (its metadata holds a fingerprint).
+    """
+    meta = read_prompt_checkpoint(checkpoint)[1]
+    model_cfg = OmegaConf.structured(ModelConfig(name=model or "", pretrained=pretrained, cache_dir=cache_dir))
+    return build_backbone(checkpoint_model_config(model_cfg, meta, checkpoint)), meta
 
 
 def _trained_on(meta: dict | None) -> dict | None:
