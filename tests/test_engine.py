@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from promptinfo.engine.checkpoint import rng_state, set_rng_state
+from promptinfo.engine.resume import rng_state, set_rng_state
 from promptinfo.engine.data import EpochBatchSampler, EpochSeededImages, FeatureBatches
 from promptinfo.engine.device import Precision, resolve_precision
 from promptinfo.engine.loop import EpochStats, Fit, FitState, NonFiniteLossError, _optimizer_step, train_epoch
@@ -273,7 +273,7 @@ def test_tensorboard_without_the_package_says_how_to_get_it(monkeypatch, tmp_pat
 def test_eval_rebuilds_the_checkpoints_backbone(tmp_path):
     from omegaconf import OmegaConf
 
-    from promptinfo.engine.checkpoint_eval import checkpoint_model_config
+    from promptinfo.engine.prompt_eval import checkpoint_model_config
 
     def _model_config(cfg, meta):
         return checkpoint_model_config(cfg.model, meta, cfg.checkpoint)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from promptinfo.engine.checkpoint import FORMAT_VERSION, load_resume_checkpoint, restore, save_resume_checkpoint
+from promptinfo.engine.resume import FORMAT_VERSION, load_resume_checkpoint, restore, save_resume_checkpoint
 from promptinfo.engine.optim import build_optimizer, build_scheduler
 from promptinfo.errors import CheckpointMismatchError, DamagedFileError
 
@@ -114,7 +114,7 @@ def test_a_checkpoint_of_another_config_or_format_is_refused(tmp_path):
 
 def test_numpy_cached_gaussian_survives_the_round_trip(tmp_path):
     """NumPy's legacy generator keeps the second value of each Box-Muller pair (has_gauss, gauss)."""
-    from promptinfo.engine.checkpoint import rng_state, set_rng_state
+    from promptinfo.engine.resume import rng_state, set_rng_state
 
     np.random.seed(3)
     np.random.randn()  # leaves a cached gaussian

@@ -23,7 +23,7 @@ from promptinfo.engine import RunFolder, RunFolderBusyError, evaluate_checkpoint
 from promptinfo.engine import training as training_module
 from promptinfo.errors import CheckpointMismatchError, ConfigError
 from promptinfo.methods import create_method
-from promptinfo.report.inspection import inspect_benchmark
+from promptinfo.report.zeroshot_inspection import inspect_benchmark
 from tests.datagen import make_benchmark_tree
 
 TEST_PER_CLASS = 3  # datagen's split file: 5 train, 2 val, 3 test images per class (10 per class)

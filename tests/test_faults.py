@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from promptinfo.data import CorruptImageError, FeatureCache, Item, SplitFileError, build_transform, few_shot_subset
 from promptinfo.data import load_benchmark, read_split_file
 from promptinfo.engine import evaluate_checkpoint, train
-from promptinfo.engine.checkpoint import load_resume_checkpoint
+from promptinfo.engine.resume import load_resume_checkpoint
 from promptinfo.errors import CheckpointMismatchError, DamagedFileError, PromptInfoError
 from promptinfo.io import atomic_path, leftover_temps, read_json, read_safetensors, set_aside, temp_name
 from promptinfo.methods import create_method, read_prompt_checkpoint, save_prompt

@@ -14,7 +14,7 @@ from promptinfo.cli.inspect import main as inspect_main
 from promptinfo.data import build_transform, load_benchmark, load_rgb
 from promptinfo.methods import create_method
 from promptinfo.metrics import matrix_entropy
-from promptinfo.report.inspection import METRIC_DESCRIPTIONS, inspect_features, subset_indices
+from promptinfo.report.zeroshot_inspection import METRIC_DESCRIPTIONS, inspect_features, subset_indices
 from tests.conftest import make_backbone
 from tests.datagen import make_benchmark_tree
 

@@ -74,7 +74,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, formats
 
 def _inspect_words(args: argparse.Namespace, formats: list[str]) -> int:
     """The nearest words of a prompt checkpoint's learned text contexts (CoOp's reading of its prompts)."""
-    from promptinfo.engine.checkpoint_eval import checkpoint_backbone
+    from promptinfo.engine.prompt_eval import checkpoint_backbone
     from promptinfo.errors import ConfigError
     from promptinfo.methods import load_method
     from promptinfo.methods.words import nearest_words
@@ -118,7 +118,7 @@ def _inspect_dataset(name: str, args: argparse.Namespace, backbone, device, prec
 
     from promptinfo.data import FeatureCache, load_benchmark
     from promptinfo.methods import create_method
-    from promptinfo.report.inspection import inspect_benchmark
+    from promptinfo.report.zeroshot_inspection import inspect_benchmark
 
     data = load_benchmark(name, args.data_root, template_set=TEMPLATE_CHOICES[args.templates])
     method = create_method("zeroshot", backbone, data.classnames, templates=data.templates).to(device)
@@ -137,7 +137,7 @@ def _inspect_dataset(name: str, args: argparse.Namespace, backbone, device, prec
 
 def _write_outputs(args: argparse.Namespace, formats: list[str], backbone, precision: str, results) -> None:
     from promptinfo.report.formats import to_markdown, write_table
-    from promptinfo.report.inspection import inspection_frame, inspection_table
+    from promptinfo.report.zeroshot_inspection import inspection_frame, inspection_table
     from promptinfo.report.plots import plot_metric_bars, plot_spectra
 
     frame = inspection_frame(results, backbone.name, backbone.weights_id)

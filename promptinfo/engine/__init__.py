@@ -9,7 +9,7 @@ the loop and its parts, the data sources, evaluation), for tools that drive the 
 """
 
 from promptinfo.engine.build import build_backbone, build_method, build_run, build_runtime
-from promptinfo.engine.checkpoint_eval import evaluate_checkpoint
+from promptinfo.engine.prompt_eval import evaluate_checkpoint
 from promptinfo.engine.config_store import register_configs
 from promptinfo.engine.data import FeatureBatches, FeatureStore, ImageBatches, image_loader
 from promptinfo.engine.device import Precision, seed_everything

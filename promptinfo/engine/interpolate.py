@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from promptinfo.engine.build import attach_feature_store, build_backbone, build_method, build_runtime
-from promptinfo.engine.checkpoint_eval import checkpoint_model_config, info_seed
+from promptinfo.engine.prompt_eval import checkpoint_model_config, info_seed
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.evaluate import classify_features, evaluate, shared_text_features
 from promptinfo.engine.validate import validate_eval_config

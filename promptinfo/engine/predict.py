@@ -19,7 +19,7 @@ from promptinfo.data.image_dataset import find_unreadable
 from promptinfo.data.image_files import collect_images
 from promptinfo.data.errors import CorruptImageError
 from promptinfo.engine.build import attach_feature_store, build_backbone, build_runtime
-from promptinfo.engine.checkpoint_eval import checkpoint_backbone
+from promptinfo.engine.prompt_eval import checkpoint_backbone
 from promptinfo.engine.evaluate import classify_features, shared_text_features
 from promptinfo.engine.schema import ModelConfig, TrainerConfig
 from promptinfo.errors import ConfigError

@@ -18,7 +18,7 @@ from promptinfo.data import build_transform, effective_shots
 from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
 from promptinfo.engine.build import build_run, method_from_config
-from promptinfo.engine.checkpoint import load_resume_checkpoint, restore, save_resume_checkpoint
+from promptinfo.engine.resume import load_resume_checkpoint, restore, save_resume_checkpoint
 from promptinfo.engine.data import FeatureBatches, ImageBatches
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate, shared_text_features, subset_information

@@ -24,7 +24,7 @@ from promptinfo.losses._inputs import (
     loss_dtype,
 )
 from promptinfo.metrics.information import information_summary, label_weights
-from promptinfo.metrics.inspection import class_means
+from promptinfo.metrics.whole_set import class_means
 
 LEVELS = ("batch", "class")
 

@@ -6,7 +6,7 @@ found by `import_submodules`, so nothing else lists them (hydra offers it as `me
 
 from promptinfo.discovery import import_submodules
 from promptinfo.methods.base import MethodOutput, PromptMethod
-from promptinfo.methods.checkpoint import load_method, load_prompt, read_prompt_checkpoint, save_prompt
+from promptinfo.methods.prompt_file import load_method, load_prompt, read_prompt_checkpoint, save_prompt
 from promptinfo.methods.registry import create_method, list_methods, register_method
 
 import_submodules(__name__, __path__)

@@ -2,7 +2,7 @@
 
 Matrix entropy, mutual information, MIR, HDR and effective rank
 (:mod:`~promptinfo.metrics.information`), their full-test-set variants
-(:mod:`~promptinfo.metrics.inspection`), neural-collapse statistics
+(:mod:`~promptinfo.metrics.whole_set`), neural-collapse statistics
 (:mod:`~promptinfo.metrics.collapse`), a streaming tracker of all of them for any training loop
 (:mod:`~promptinfo.metrics.tracker`) and accuracy / harmonic mean
 (:mod:`~promptinfo.metrics.classification`).
@@ -20,7 +20,7 @@ from promptinfo.metrics.information import (
     mir,
     mutual_information,
 )
-from promptinfo.metrics.inspection import (
+from promptinfo.metrics.whole_set import (
     class_information,
     class_means,
     sampled_information,

@@ -19,7 +19,7 @@ METRIC_NAMES = {
     "entropy_text": "H(W_y): label text weights (nats)", "entropy_classifier": "H(W): classifier weights (nats)",
     "mi": "MI(Z; W_y) (nats)", "mir": "MIR(Z; W_y)", "hdr": "HDR(Z; W_y)", "nc1": "NC1: within-class variability",
 }
-"""Column of an inspection frame -> its short name on a figure (``report.inspection.METRIC_DESCRIPTIONS``
+"""Column of an inspection frame -> its short name on a figure (``report.zeroshot_inspection.METRIC_DESCRIPTIONS``
 says what each is)."""
 
 
