@@ -33,6 +33,23 @@ def vit_backbone(request) -> promptinfo.Backbone:
     return make_backbone(request.param)
 
 
+class ListBatches:
+    """Fixed batches for the engine's `train_epoch`, the same list every epoch.
+
+    Args:
+        kind: "features" (cached image features) or "images".
+    """
+
+    def __init__(self, batches, kind: str = "features") -> None:
+        self.batches, self.kind = batches, kind
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, epoch: int):
+        return iter(self.batches)
+
+
 @pytest.fixture(scope="module")
 def hydra_configs():
     """The package's hydra configs for `compose`, with one torch thread, for a test module's tiny runs."""

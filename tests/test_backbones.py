@@ -5,6 +5,7 @@ import torch
 
 import promptinfo
 from promptinfo.backbones import _hub as hub
+from promptinfo.backbones import register_weights
 from promptinfo.errors import BackboneNotSupportedError, ConfigError, WeightsUnavailableError
 from tests.conftest import make_backbone
 
@@ -237,3 +238,24 @@ def test_local_weights_file_and_missing_file(tmp_path):
 def test_bad_precision():
     with pytest.raises(ConfigError, match="precision"):
         promptinfo.create_backbone("pi-tiny-vit-s", precision="fp8")
+
+
+def test_registered_weights_tag_resolves_through_its_resolver(tmp_path):
+    torch.manual_seed(3)
+    source = promptinfo.create_backbone("pi-tiny-vit-s")
+    path = tmp_path / "tiny.pt"
+    torch.save(source.model.state_dict(), path)
+    calls = []
+
+    def resolve(name, cache_dir):
+        calls.append((name, cache_dir))
+        return path
+
+    register_weights("test-tag", ["pi-tiny-vit-s"], resolve)
+    assert ("pi-tiny-vit-s", "test-tag") in promptinfo.list_backbones(pretrained=True)
+    loaded = promptinfo.create_backbone("pi-tiny-vit-s", pretrained="test-tag", cache_dir=str(tmp_path))
+    assert calls == [("pi-tiny-vit-s", str(tmp_path))] and loaded.weights_id == "test-tag"
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), source.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="test-tag"):  # the tag serves only the models it was registered for
+        promptinfo.create_backbone("pi-tiny-vit-m", pretrained="test-tag")

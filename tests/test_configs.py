@@ -160,16 +160,17 @@ def test_every_benchmark_is_a_dataset_choice_without_a_yaml():
     assert options("protocol") == sorted(PROTOCOLS)
 
 
-def test_zeroshot_and_kgcoop_take_the_dataset_templates_of_their_authors():
-    """From the command line, zero-shot CLIP and KgCoOp's frozen features use the dataset's template
-    (KgCoOp its authors' own table, which differs from CoOp's on DTD)."""
+def test_zeroshot_kgcoop_and_prograd_take_the_dataset_templates_of_their_authors():
+    """From the command line, zero-shot CLIP's, KgCoOp's and ProGrad's frozen features use the dataset's
+    template (KgCoOp and ProGrad their authors' own tables, which differ from CoOp's on DTD)."""
     from promptinfo.data import get_benchmark
 
-    for name in ("zeroshot", "kgcoop"):
+    for name in ("zeroshot", "kgcoop", "prograd"):
         method = resolved(f"method={name}", "dataset=dtd").method
         assert method.get("templates", method.get("template")) is None  # filled from the data at build time
     dtd = get_benchmark("dtd")
-    assert dtd.template == "{} texture." and dtd.method_templates == {"kgcoop": "a photo of a {}, a type of texture."}
+    assert dtd.template == "{} texture." and dtd.method_templates == {"kgcoop": "a photo of a {}, a type of texture.",
+                                                                       "prograd": "a texture of {}."}
 
 
 def test_yaml_count_is_at_most_half_of_the_121_before_issue_16():

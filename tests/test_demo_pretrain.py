@@ -12,9 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+import promptinfo
 from promptinfo import demo
 from promptinfo.backbones import create_backbone
 from promptinfo.data import procedural
+from promptinfo.demo.pretraining import contrastive_loss
 from promptinfo.errors import ConfigError
 
 MICRO = replace(
@@ -78,8 +80,10 @@ def test_checkpoint_loads_through_open_clip_and_create_backbone_with_identical_o
     model, report = micro_model
     path = tmp_path / "micro.safetensors"
     demo.save_demo_checkpoint(model, report, path)
-    loaded = open_clip.create_model("pi-demo-small", pretrained=str(path)).eval()
-    images = demo.to_model_input(np.stack([procedural.render("red", "star", s, 32) for s in range(3)]), model)
+    assert not any(p.requires_grad for p in model.parameters())  # returned frozen, as Backbone leaves it
+    loaded = open_clip.create_model("pi-demo-small", pretrained=str(path)).eval().requires_grad_(False)
+    preprocess = create_backbone("pi-demo-small").preprocess_cfg
+    images = demo.to_model_input(np.stack([procedural.render("red", "star", s, 32) for s in range(3)]), preprocess)
     tokens = open_clip.tokenize(["a photo of a red star.", "a blue ring."])
     with torch.no_grad():
         assert torch.equal(loaded.encode_image(images), model.encode_image(images))
@@ -125,14 +129,6 @@ def test_pretraining_classes_are_checked():
     assert demo.pretraining_pairs(replace(two_by_two, pretraining_classes="base")) == both
 
 
-def test_truncated_text_pass_equals_full_pass():
-    torch.manual_seed(0)
-    model = demo.create_demo_model("pi-demo-small").eval()
-    tokens = open_clip.tokenize(["a red circle.", "a photo of a small purple star on a dotted background."])
-    with torch.no_grad():
-        torch.testing.assert_close(demo.encode_text_truncated(model, tokens), model.encode_text(tokens))
-
-
 def test_creating_the_random_model_warns_about_nothing(caplog):
     with caplog.at_level(logging.INFO):
         demo.create_demo_model("pi-demo-small")
@@ -140,11 +136,11 @@ def test_creating_the_random_model_warns_about_nothing(caplog):
 
 
 def test_model_input_matches_open_clip_eval_transform():
-    model = demo.create_demo_model("pi-demo-small")
     images = np.stack([procedural.render("cyan", "cross", s, 32) for s in range(2)])
     transform = open_clip.image_transform(32, is_train=False)
     expected = torch.stack([transform(Image.fromarray(x)) for x in images])
-    torch.testing.assert_close(demo.to_model_input(images, model), expected)
+    preprocess = create_backbone("pi-demo-small").preprocess_cfg
+    torch.testing.assert_close(demo.to_model_input(images, preprocess), expected)
 
 
 def test_clip_loss_is_symmetric_info_nce():
@@ -153,7 +149,7 @@ def test_clip_loss_is_symmetric_info_nce():
     scale = torch.tensor(2.0)
     logits = scale.exp() * torch.nn.functional.normalize(img, dim=-1) @ torch.nn.functional.normalize(txt, dim=-1).T
     by_hand = -(logits.log_softmax(1).diag().mean() + logits.log_softmax(0).diag().mean()) / 2
-    torch.testing.assert_close(demo.clip_loss(img, txt, scale), by_hand)
+    torch.testing.assert_close(contrastive_loss(img, txt, scale), by_hand)
 
 
 def test_unknown_variant_and_mismatched_resolution_are_rejected():
@@ -162,3 +158,13 @@ def test_unknown_variant_and_mismatched_resolution_are_rejected():
     bad = replace(MICRO, benchmark=replace(MICRO.benchmark, resolution=48))
     with pytest.raises(ConfigError, match="resolution=32"):
         demo.pretrain_demo_clip(bad)
+
+
+def test_procedural_tag_resolves_to_the_cached_checkpoint(small_checkpoint):
+    path, cache = small_checkpoint
+    assert ("pi-demo-small", "procedural") in promptinfo.list_backbones(pretrained=True)
+    by_tag = create_backbone("pi-demo-small", pretrained="procedural", cache_dir=str(cache))
+    by_file = create_backbone("pi-demo-small", pretrained=str(path))
+    assert by_tag.weights_id == "procedural" and by_tag.weights_digest == by_file.weights_digest
+    for (name, a), (_, b) in zip(by_tag.state_dict().items(), by_file.state_dict().items()):
+        assert torch.equal(a, b), name

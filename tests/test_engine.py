@@ -24,7 +24,7 @@ from promptinfo.engine.runtime import Runtime
 from promptinfo.errors import ConfigError
 from promptinfo.losses import InformationTerms, cma_loss, information_terms
 from promptinfo.methods import MethodOutput, create_method
-from tests.conftest import make_backbone
+from tests.conftest import ListBatches, make_backbone
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -46,7 +46,7 @@ def trainer(**kw):
 def test_schedule_is_dassl_constant_warmup_then_cosine_per_epoch():
     t = trainer()
     param = torch.nn.Parameter(torch.zeros(1))
-    opt = build_optimizer([param], t)
+    opt = build_optimizer([{"params": [param]}], t)
     sched = build_scheduler(opt, t)
     seen = []
     for _ in range(t.epochs):
@@ -70,11 +70,11 @@ def test_linear_warmup_and_optimizer_choices():
     t = trainer(warmup_epochs=2, warmup_type="linear", scheduler="constant")
     assert [epoch_lr(t, e) for e in range(4)] == pytest.approx([1e-5, (1e-5 + 0.002) / 2, 0.002, 0.002])
     p = torch.nn.Parameter(torch.zeros(1))
-    assert isinstance(build_optimizer([p], trainer(optimizer="adamw")), torch.optim.AdamW)
-    opt = build_optimizer([p], trainer())
+    assert isinstance(build_optimizer([{"params": [p]}], trainer(optimizer="adamw")), torch.optim.AdamW)
+    opt = build_optimizer([{"params": [p]}], trainer())
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
     with pytest.raises(ConfigError, match="no trainable parameters"):
-        build_optimizer([torch.nn.Parameter(torch.zeros(1), requires_grad=False)], trainer())
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1), requires_grad=False)]}], trainer())
 
 
 def test_precision_on_cpu_is_fp32_and_half_precision_needs_cuda():
@@ -173,23 +173,10 @@ def test_epoch_stats_report_each_term_unweighted_with_its_weight():
 
 
 # --------------------------------------------------------------------------------------------- the loop
-class _Batches:
-    kind = "features"
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def epoch(self, epoch):
-        return iter(self.batches)
-
-
 def _coop_fit(grad_accum=1, clip=None, objective=None, lr=0.01, seed=0):
     torch.manual_seed(seed)
     method = create_method("coop", make_backbone(), ["cat", "dog", "bird"], n_ctx=2)
-    opt = build_optimizer(method.prompt.parameters(), trainer(lr=lr, momentum=0.0, weight_decay=0.0))
+    opt = build_optimizer(method.parameter_groups(), trainer(lr=lr, momentum=0.0, weight_decay=0.0))
     rt = Runtime(torch.device("cpu"), Precision("fp32", None), None, None)
     sched = build_scheduler(opt, trainer(lr=lr, warmup_epochs=0))
     f = Fit(objective or Objective(None, InformationTerms()), opt, sched,
@@ -207,7 +194,7 @@ def test_gradient_accumulation_matches_the_full_batch_step():
     one, f1 = _coop_fit(grad_accum=1)
     two, f2 = _coop_fit(grad_accum=4)
     for method, f in ((one, f1), (two, f2)):
-        train_epoch(method, _Batches([batch]), f, FitState(), Progress("none", 1), lr=0.01)
+        train_epoch(method, ListBatches([batch]), f, FitState(), Progress("none", 1), lr=0.01)
     assert not torch.equal(one.prompt.ctx, _coop_fit()[0].prompt.ctx)  # a step was taken
     assert torch.allclose(one.prompt.ctx, two.prompt.ctx, atol=1e-7)
 
@@ -229,7 +216,7 @@ def test_non_finite_loss_stops_with_a_clear_message():
 
     method, f = _coop_fit(objective=NaNObjective(None, InformationTerms()))
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, batch 1 .*trainer.lr"):
-        train_epoch(method, _Batches([_feature_batch()]), f, FitState(), Progress("none", 1), lr=0.01)
+        train_epoch(method, ListBatches([_feature_batch()]), f, FitState(), Progress("none", 1), lr=0.01)
 
 
 # --------------------------------------------------------------------------------------------- checkpoints, folders
@@ -304,3 +291,29 @@ def test_eval_rebuilds_the_checkpoints_backbone(tmp_path):
     assert _model_config(cfg, {"backbone": "ViT-L-14", "weights": "file-0123"}).pretrained == str(weights)
     with pytest.raises(ConfigError, match="OpenAI-format checkpoint"):
         _model_config(cfg, {"backbone": "my-clip", "weights": "file-0123"})
+
+
+# --------------------------------------------------------------------------------------------- method-owned optimisation
+def test_a_method_s_parameter_groups_keep_their_own_lr_and_decay_under_the_schedule():
+    method = create_method("coop", make_backbone(), ["cat", "dog", "bird"], n_ctx=2)
+    method.parameter_groups = lambda: [{"params": [method.prompt.ctx], "lr": 0.5, "weight_decay": 0.0}]
+    t = trainer(lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
+    opt = build_optimizer(method.parameter_groups(), t)
+    sched = build_scheduler(opt, t)
+    group = opt.param_groups[0]
+    assert (group["weight_decay"], group["momentum"]) == (0.0, 0.9)  # own decay; the trainer's momentum
+    assert group["lr"] == pytest.approx(0.5 * 1e-5 / 0.002)  # the warm-up factor of the schedule
+    sched.step()
+    assert group["lr"] == pytest.approx(0.5)  # its own peak, not the trainer's
+
+
+def test_after_backward_runs_once_per_step_after_every_micro_batch_s_backward():
+    seen = {}
+    for accum in (1, 4):
+        method, f = _coop_fit(grad_accum=accum)
+        calls = seen[accum] = []
+        method.after_backward = lambda m=method, calls=calls: calls.append(m.prompt.ctx.grad.clone())
+        train_epoch(method, ListBatches([_feature_batch(0), _feature_batch(1)]), f, FitState(), Progress("none", 1),
+                    lr=0.01)
+    assert len(seen[1]) == len(seen[4]) == 2  # once per optimiser step
+    torch.testing.assert_close(seen[4][0], seen[1][0], atol=1e-5, rtol=1e-3)  # after the last micro-batch's backward

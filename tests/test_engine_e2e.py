@@ -17,9 +17,13 @@ from hydra import compose
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from promptinfo.backbones import create_backbone
+from promptinfo.data import FeatureCache, load_benchmark
 from promptinfo.engine import RunFolder, RunFolderBusyError, evaluate_checkpoint, train
 from promptinfo.engine import training as training_module
 from promptinfo.errors import CheckpointMismatchError, ConfigError
+from promptinfo.methods import create_method
+from promptinfo.report.inspection import inspect_benchmark
 from tests.datagen import make_benchmark_tree
 
 TEST_PER_CLASS = 3  # datagen's split file: 5 train, 2 val, 3 test images per class (10 per class)
@@ -176,6 +180,21 @@ def test_zeroshot_protocol_and_untrainable_methods_skip_training(data_root, work
     results, folder = run(data_root, workdir, "method=zeroshot", "protocol=base2novel")
     assert set(results["evaluations"]) == {"base", "novel"} and results["steps"] == 0
     assert [r["epoch"] for r in metric_rows(folder)] == [0]
+
+
+def test_an_inspection_after_an_evaluation_reads_the_same_feature_entries(data_root, tmp_path):
+    cache = tmp_path / "features"
+    cfg = compose("train", overrides=["debug=tiny", f"dataset.root={data_root}", f"runs_root={tmp_path / 'runs'}",
+                                      f"feature_cache={cache}", "method=zeroshot", "protocol=zeroshot"])
+    evaluated = train(cfg)["evaluations"]["test"]
+    entries = {path: path.stat().st_mtime_ns for path in cache.glob("*.safetensors")}
+    assert len(entries) == 1  # the evaluation's test features
+    data = load_benchmark("oxford_pets", data_root)
+    backbone = create_backbone(cfg.model.name)  # random weights, keyed "random" as the run's
+    method = create_method("zeroshot", backbone, data.classnames, templates=data.templates)
+    inspection, _ = inspect_benchmark(method, data, FeatureCache(cache), precision="fp32")
+    assert {path: path.stat().st_mtime_ns for path in cache.glob("*.safetensors")} == entries  # read, not written
+    assert inspection.metrics["n_images"] == evaluated["total"] == len(data.test)
 
 
 # --------------------------------------------------------------------------------------------- resume and safety

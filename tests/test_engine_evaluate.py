@@ -11,7 +11,8 @@ from PIL import Image
 from promptinfo.data import BenchmarkData, Item, build_transform
 from promptinfo.engine.build import attach_feature_store, build_runtime
 from promptinfo.engine.evaluate import evaluate
-from promptinfo.engine.info import fixed_subset, information_metrics, label_text_features
+from promptinfo.engine.info import fixed_subset, information_metrics
+from promptinfo.metrics import label_weights
 from promptinfo.engine.schema import TrainerConfig
 from promptinfo.methods import create_method
 from tests.conftest import make_backbone
@@ -89,7 +90,7 @@ def test_evaluation_information_metrics_pair_each_subset_image_with_its_label_ro
     assert index.max() >= EVAL_BATCH and len(set(labels[index].tolist())) == 3  # spans batches and classes
     with torch.no_grad():
         text = method.text_features(feats[index]) if name == "cocoop" else method.text_features()
-    expected = information_metrics(feats[index], label_text_features(text, labels[index]))
+    expected = information_metrics(feats[index], label_weights(text, labels[index]))
     rt = build_runtime(TrainerConfig(device="cpu", eval_batch_size=EVAL_BATCH, num_workers=0), backbone)
     attach_feature_store(rt, method, str(tmp_path / "features"))
     metrics = evaluate(method, split, rt, subsample="all", info_subset=13, seed=5).metrics

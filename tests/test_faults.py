@@ -401,7 +401,7 @@ def test_damaged_demo_weights_are_set_aside_and_pretrained_again(tmp_path, monke
         torch.manual_seed(0)
         return demo.create_demo_model(recipe.model), {"fake": True}
 
-    monkeypatch.setattr(demo, "pretrain_demo_clip", pretrain)
+    monkeypatch.setattr(demo.weights, "pretrain_demo_clip", pretrain)  # what ensure_demo_backbone calls
     path = demo.demo_checkpoint_path("small", tmp_path)
     leftover = temp_name(path, "dead01")  # a pretraining that was killed while writing
     leftover.parent.mkdir(parents=True)

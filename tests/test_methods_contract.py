@@ -25,6 +25,7 @@ METHOD_ROWS = [
     ("cocoop", {}),
     ("maple", {"depth": 3}),
     ("kgcoop", {"n_ctx": 4, "ctx_init": ""}),  # random context: from "a photo of a" L_kg starts at its minimum
+    ("prograd", {"n_ctx": 6}),
     ("vpt", {"n_ctx_vision": 2, "depth_vision": 3}),
     ("ivlp", {"depth_text": 3, "depth_vision": 2}),
     ("promptsrc", {"depth_text": 2, "depth_vision": 3}),

@@ -415,11 +415,12 @@ def test_promptsrc_bad_options_fail_clearly(tiny_backbone):
 # =========================================================================== end to end, with CMA and info terms
 E2E_METHODS = {
     "kgcoop": [],
+    "prograd": ["method.n_ctx=4"],
     "vpt": ["method.depth_vision=2"],
     "ivlp": ["method.depth_text=2", "method.depth_vision=2"],
     "promptsrc": ["method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"],
 }
-METHOD_TERMS = {"kgcoop": {"kg"}, "vpt": set(), "ivlp": set(), "promptsrc": {"scl_text", "scl_image", "scl_logits"}}
+METHOD_TERMS = {"kgcoop": {"kg"}, "prograd": set(), "vpt": set(), "ivlp": set(), "promptsrc": {"scl_text", "scl_image", "scl_logits"}}
 LOSS_TERMS = {"ce": {"ce"}, "cma": {"ce", "cma"}, "interplay": {"ce", "mir", "hdr"}}
 
 

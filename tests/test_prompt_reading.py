@@ -3,6 +3,7 @@
 import sys
 import types
 
+import pandas as pd
 import pytest
 import torch
 
@@ -198,3 +199,23 @@ def test_words_table_lists_every_vector_and_every_rank(tiny_backbone):
     assert len(table.data) == 4 * 3 and list(table.data["rank"][:3]) == [1, 2, 3]
     markdown = to_markdown(table)
     assert "| ctx | 0 | 0 |  | a (0.00)," in markdown and "compound_prompts_text.0 | 1 |" in markdown
+
+
+def test_inspect_reads_a_checkpoints_words_from_the_command_line(tmp_path, capsys):
+    from promptinfo.cli.inspect import main
+    from promptinfo.methods import save_prompt
+    from tests.conftest import make_backbone
+
+    backbone = make_backbone("pi-tiny-vit-s", seed=0)  # the engine rebuilds random weights from seed 0
+    save_prompt(create_method("coop", backbone, CLASSES, ctx_init="a photo of a"), tmp_path / "prompt.safetensors")
+    assert main(["--checkpoint", str(tmp_path / "prompt.safetensors"), "--words", "3", "--out", str(tmp_path / "w")]) == 0
+    frame = pd.read_csv(tmp_path / "w" / "words.csv")
+    assert len(frame) == 4 * 3 and list(frame[frame["rank"] == 1]["euclidean_token"]) == ["a", "photo", "of", "a"]
+    assert "Nearest words of the coop prompt" in capsys.readouterr().out
+    save_prompt(create_method("vpt", backbone, CLASSES, depth_vision=2), tmp_path / "vpt.safetensors")
+    assert main(["--checkpoint", str(tmp_path / "vpt.safetensors"), "--out", str(tmp_path / "v")]) == 2
+    assert "learns no text context" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "--model, --datasets, --data-root (or --checkpoint" in capsys.readouterr().err

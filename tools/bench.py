@@ -62,21 +62,29 @@ from PIL import Image
 
 from promptinfo.backbones import Backbone
 from promptinfo.data import BenchmarkData, Item, build_transform
-from promptinfo.engine.build import build_backbone, build_runtime
-from promptinfo.engine.data import (
+from promptinfo.engine import (
     FeatureBatches,
     FeatureStore,
+    Fit,
+    FitState,
     ImageBatches,
+    LossConfig,
+    ModelConfig,
+    Objective,
+    Precision,
+    Progress,
+    Runtime,
+    TrainerConfig,
+    build_backbone,
+    build_optimizer,
+    build_runtime,
+    classify_features,
+    evaluate,
     image_loader,
+    seed_everything,
+    shared_text_features,
+    train_epoch,
 )
-from promptinfo.engine.device import Precision, seed_everything
-from promptinfo.engine.evaluate import classify_features, evaluate, shared_text_features
-from promptinfo.engine.loop import Fit, FitState, train_epoch
-from promptinfo.engine.objective import Objective
-from promptinfo.engine.optim import build_optimizer
-from promptinfo.engine.progress import Progress
-from promptinfo.engine.runtime import Runtime
-from promptinfo.engine.schema import LossConfig, ModelConfig, TrainerConfig
 from promptinfo.io import write_json
 from promptinfo.methods import create_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
@@ -216,7 +224,7 @@ def endless(batches) -> Iterator:
 
 def step_fn(method, batches: OneStep, rt: Runtime) -> Callable[[], None]:
     """One training step of the engine's loop: forward, cross-entropy, backward, SGD update."""
-    optimizer = build_optimizer(method.prompt.parameters(), TrainerConfig())
+    optimizer = build_optimizer(method.parameter_groups(), TrainerConfig())
     fit = Fit(Objective.from_config(LossConfig()), optimizer, None, rt.precision.grad_scaler(rt.device), rt, epochs=1)
     state, progress = FitState(), Progress("none", 1)
     return lambda: train_epoch(method, batches, fit, state, progress, optimizer.param_groups[0]["lr"])

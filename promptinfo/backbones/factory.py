@@ -14,13 +14,12 @@ import torch
 from promptinfo.backbones._hub import offline_unless_reachable
 from promptinfo.backbones.clip import Backbone
 from promptinfo.backbones.openai_format import load_openai_checkpoint
+from promptinfo.backbones.weights import registered_weights, resolve_weights
 from promptinfo.errors import ConfigError, WeightsUnavailableError
 
 _log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 _PRECISIONS = ("fp32", "fp16", "bf16")
-DEMO_TAG = "procedural"
-"""Weights tag of the demo models (`pi-demo-*`): pretrained here, on the procedural benchmark, on first use."""
 open_clip.add_model_config(_CONFIG_DIR)
 
 
@@ -31,7 +30,7 @@ def list_backbones(pretrained: bool = False) -> list[str] | list[tuple[str, str]
         pretrained: list `(name, tag)` pairs of the weights open_clip knows instead of names.
     """
     if pretrained:
-        return [tuple(pair) for pair in open_clip.list_pretrained()] + [(m, DEMO_TAG) for m in _demo_variants()]
+        return [tuple(pair) for pair in open_clip.list_pretrained()] + registered_weights()
     return list(open_clip.list_models())
 
 
@@ -48,9 +47,9 @@ def create_backbone(
         name: an open_clip architecture (`ViT-B-16`, `ViT-L-14`, `pi-tiny-vit-s`, ...) or the path
             of an OpenAI-format checkpoint (TorchScript archive or plain state dict), whose
             architecture is then inferred from the weights as OpenAI's `clip.load` does.
-        pretrained: an open_clip pretrained tag (`openai`, `laion2b_s34b_b88k`, ...), a local
-            weights file, `procedural` for the demo models (`pi-demo-*`, pretrained offline on first
-            use and cached), or None for random weights.
+        pretrained: an open_clip pretrained tag (`openai`, `laion2b_s34b_b88k`, ...), a tag registered
+            with `register_weights` (`procedural` for the demo models `pi-demo-*`, pretrained offline
+            on first use and cached), a local weights file, or None for random weights.
         device: where the weights live.
         precision: weight precision, one of fp32, fp16, bf16 (training uses fp32 weights and
             autocast; see the engine).
@@ -67,13 +66,11 @@ def create_backbone(
             "See promptinfo.list_backbones() for every name, or pass the path of an OpenAI-format checkpoint."
         )
     tag = pretrained
-    if pretrained == DEMO_TAG and name in _demo_variants():
-        from promptinfo.demo import ensure_demo_backbone  # pretrains on first use, then cached
-
-        pretrained = str(ensure_demo_backbone(_demo_variants()[name], cache_dir))
+    resolved = resolve_weights(name, pretrained, cache_dir)
+    pretrained = resolved or pretrained
     model = _create_open_clip(name, pretrained, precision, cache_dir)
     digest = "random" if pretrained is None else _weights_id(pretrained)
-    weights_id = tag if tag == DEMO_TAG else digest  # the tag, which rebuilds the backbone from a checkpoint
+    weights_id = tag if resolved else digest  # a registered tag, which rebuilds the backbone from a checkpoint
     tokenizer = open_clip.get_tokenizer(name)
     backbone = Backbone(model, name=name, weights_id=weights_id, tokenizer=tokenizer, weights_digest=digest)
     return backbone.to(device)
@@ -129,13 +126,6 @@ def _create_open_clip(name: str, pretrained: str | None, precision: str, cache_d
             )
     except Exception as err:  # any downloader failure: network, hub, missing cache
         raise WeightsUnavailableError(_download_help(name, pretrained, tag_cfg, cache_dir, err)) from None
-
-
-def _demo_variants() -> dict[str, str]:
-    """Demo architecture name -> its recipe variant."""
-    from promptinfo.demo import VARIANTS
-
-    return {recipe.model: variant for variant, recipe in VARIANTS.items()}
 
 
 def _download_help(name: str, tag: str, tag_cfg: dict, cache_dir: str | None, err: Exception) -> str:

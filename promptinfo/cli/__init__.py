@@ -1,1 +1,2 @@
-"""Thin hydra entry points: `promptinfo-train`, `promptinfo-eval`, `promptinfo-report`, `promptinfo-inspect`."""
+"""Thin entry points: `promptinfo-train` and `promptinfo-eval` (hydra), `promptinfo-report`, `promptinfo-inspect`
+and `promptinfo-demo` (argparse)."""

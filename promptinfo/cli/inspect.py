@@ -1,7 +1,10 @@
-"""``promptinfo-inspect``: zero-shot accuracy and information metrics of a backbone on benchmarks.
+"""``promptinfo-inspect``: zero-shot accuracy and information metrics of a backbone on benchmarks, or the
+nearest words of a trained prompt.
 
-Writes ``inspect.csv`` (one row per dataset), ``inspect.json`` (with eigenvalue spectra),
-``inspect.md``, ``spectra.png`` and ``metrics.png`` to ``--out``, and prints the Markdown table.
+With ``--model``, ``--datasets`` and ``--data-root``: writes ``inspect.csv`` (one row per dataset),
+``inspect.json`` (with eigenvalue spectra), ``inspect.md``, ``spectra.png`` and ``metrics.png`` to ``--out``,
+and prints the Markdown table. With ``--checkpoint``: writes ``words.{csv,md,tex}``, the vocabulary tokens
+nearest to each learned text context vector, and prints them.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptinfo-inspect",
         description="Zero-shot accuracy, matrix entropy, effective rank, MI/MIR/HDR and neural-collapse statistics "
-        "of a backbone's image features and text classifier weights on benchmark test sets.",
+        "of a backbone's image features and text classifier weights on benchmark test sets; or, with --checkpoint, "
+        "the vocabulary tokens nearest to a trained prompt's context vectors.",
     )
-    parser.add_argument("--model", required=True, help="open_clip architecture (ViT-B-16, ...) or OpenAI checkpoint path")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a prompt.safetensors: report the nearest words of its learned context vectors instead")
+    parser.add_argument("--words", type=int, default=5, help="nearest tokens per context vector (--checkpoint)")
+    parser.add_argument("--model", default=None, help="open_clip architecture (ViT-B-16, ...) or OpenAI checkpoint path")
     parser.add_argument("--pretrained", default=None, help="weights tag (openai, ...) or file; omitted: random weights")
-    parser.add_argument("--datasets", nargs="+", required=True, help="benchmark keys (see promptinfo.data.list_datasets())")
-    parser.add_argument("--data-root", type=Path, required=True, help="folder holding the benchmark folders")
+    parser.add_argument("--datasets", nargs="+", default=None, help="benchmark keys (see promptinfo.data.list_datasets())")
+    parser.add_argument("--data-root", type=Path, default=None, help="folder holding the benchmark folders")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="single",
                         help="single: each benchmark's hand-crafted template; ensemble (= imagenet7): CoOp's ensembled "
@@ -51,12 +58,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv, _inspect)
+    parser = build_parser()
+    return run_command(parser, argv, lambda args, formats: _dispatch(parser, args, formats))
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, formats: list[str]) -> int:
+    if args.checkpoint is not None:
+        return _inspect_words(args, formats)
+    missing = [flag for flag, value in (("--model", args.model), ("--datasets", args.datasets),
+                                        ("--data-root", args.data_root)) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --checkpoint for a prompt's words)")
+    return _inspect(args, formats)
+
+
+def _inspect_words(args: argparse.Namespace, formats: list[str]) -> int:
+    """The nearest words of a prompt checkpoint's learned text contexts (CoOp's reading of its prompts)."""
+    from promptinfo.engine.checkpoint_eval import checkpoint_backbone
+    from promptinfo.errors import ConfigError
+    from promptinfo.methods import load_method
+    from promptinfo.methods.words import nearest_words
+    from promptinfo.report.formats import to_markdown, write_table
+    from promptinfo.report.words import words_table
+
+    if args.words < 1:
+        raise ConfigError(f"--words {args.words}; ask for at least one nearest token.")
+    backbone, meta = checkpoint_backbone(args.checkpoint, args.model, args.pretrained, args.model_cache_dir)
+    try:
+        rows = nearest_words(load_method(args.checkpoint, backbone), k=args.words)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    table = words_table(rows, meta["method"], k=min(args.words, 5))
+    write_table(table, args.out, formats)
+    print(to_markdown(table))
+    return 0
 
 
 def _inspect(args: argparse.Namespace, formats: list[str]) -> int:
     import torch
 
+    import promptinfo.demo.weights  # noqa: F401  (registers the `procedural` weights tag of the demo models)
     from promptinfo.backbones import create_backbone
     from promptinfo.engine.device import resolve_device, resolve_precision
 

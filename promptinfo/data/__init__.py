@@ -6,13 +6,13 @@ Typical use::
     data = few_shot_subset(data, shots=16, seed=1, subsample="base")   # CoOp protocol
     test_tf = build_transform(backbone.preprocess_cfg, train=False)
     feats = FeatureCache("~/.cache/promptinfo/features").get_or_compute(
-        {"backbone": ..., "weights": ..., "dataset": data.describe(), "split": "test"},
-        data.test, backbone.encode_image, test_tf)
+        feature_key(backbone, "fp32", data.key, "test"), data.test,
+        lambda images: normalize(backbone.encode_image(images)), test_tf)
 """
 
 from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks)
 from promptinfo.data.errors import CorruptImageError, DataNotFoundError, DownloadError, SplitFileError
-from promptinfo.data.feature_cache import CachedFeatures, FeatureCache
+from promptinfo.data.feature_cache import CachedFeatures, FeatureCache, feature_key
 from promptinfo.data.image_dataset import ImageDataset, collate_skipping, find_unreadable, load_rgb
 from promptinfo.data.items import DatasetSplits, Item
 from promptinfo.data.loading import BenchmarkData, load_benchmark
@@ -39,6 +39,7 @@ __all__ = [
     "DatasetSplits",
     "DownloadError",
     "FeatureCache",
+    "feature_key",
     "ImageDataset",
     "ImageTransform",
     "Item",

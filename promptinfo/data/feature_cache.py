@@ -1,6 +1,7 @@
 """A disk cache of frozen-encoder image features, shared by methods, seeds and runs.
 
-An entry is keyed by backbone, weights, dataset and split (given by the caller) plus what this
+An entry is keyed by backbone, weights, precision, dataset and split (built by ``feature_key``, the one
+builder every caller uses, so training, evaluation and inspection share entries) plus what this
 module adds itself: the transform's description, a fingerprint of the items (absolute paths,
 labels), the number of augmented views and their seed. Changing any of them (moving the data
 folder too) gives a new entry. Entries are
@@ -37,6 +38,22 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 REQUIRED_KEYS = ("backbone", "weights", "dataset", "split")
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # [B, 3, H, W] -> [B, d]
+
+
+def feature_key(backbone, precision: str, dataset: str, split: str) -> dict[str, str]:
+    """The caller's part of the key of a backbone's L2-normalised image features of a dataset split.
+
+    Args:
+        backbone: anything with the ``name`` and ``weights_digest`` (content identity of the weights)
+            of a ``promptinfo.Backbone``.
+        precision: name of the precision the features were encoded in (``fp32``, ``bf16``, ...).
+        dataset: the benchmark's registry key; the items' fingerprint (added by the cache) tells a
+            subset, a few-shot draw or a base/novel half of it apart, so every run reading the same
+            images shares one entry.
+        split: ``test``, ``val``, ``train`` or ``train-augmented``.
+    """
+    return {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
+            "features": "normalized", "dataset": dataset, "split": split}
 
 
 @dataclass(frozen=True)
@@ -114,7 +131,8 @@ class FeatureCache:
         """Load the entry, or encode the images (once, even across concurrent runs) and store it.
 
         Args:
-            key_parts: at least ``backbone``, ``weights``, ``dataset`` and ``split`` (strings).
+            key_parts: ``feature_key(...)``, or any mapping with at least ``backbone``, ``weights``,
+                ``dataset`` and ``split`` (strings).
             encode_fn: frozen image encoder, ``[B, 3, H, W]`` CPU float tensor -> ``[B, d]``; it moves
                 the batch to its device itself. Called under ``torch.no_grad()``.
             transform: test transform (``views=1``) or a random training transform.

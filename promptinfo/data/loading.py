@@ -68,11 +68,6 @@ class BenchmarkData:
         """Class prompts from ``template`` (default: the first template)."""
         return class_prompts(template or self.templates[0], self.classnames)
 
-    def describe(self) -> str:
-        """A short identity of the data, used in cache keys and result files."""
-        shots = "all" if self.shots < 1 else f"{self.shots}shot-seed{self.seed}"
-        return f"{self.key}:{self.split_source}:{shots}:{self.subsample}"
-
 
 def load_benchmark(
     name: str,

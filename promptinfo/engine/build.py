@@ -20,8 +20,15 @@ BACKBONE_SEED = 0
 so they depend on the architecture alone and a prompt checkpoint can be evaluated on the same weights."""
 
 
+def register_weight_tags() -> None:
+    """Register the weights tags of the layers above the backbones (the demo's `procedural`); imported
+    here on use, since the demo itself uses the engine."""
+    import promptinfo.demo.weights  # noqa: F401
+
+
 def build_backbone(model_cfg) -> Backbone:
     """The frozen backbone on the CPU (moved to the device together with the method)."""
+    register_weight_tags()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BACKBONE_SEED)
         return create_backbone(model_cfg.name, model_cfg.pretrained, device="cpu", cache_dir=model_cfg.cache_dir)
@@ -76,6 +83,22 @@ def attach_feature_store(rt: Runtime, method, feature_cache: str) -> None:
     if method.image_side_frozen:
         rt.store = FeatureStore(feature_cache, method.backbone, rt.precision.name, rt.encode_fn(method),
                                 rt.preprocess_cfg, rt.loading)
+
+
+def build_run(cfg, data, method: tuple[str, dict], model_cfg=None, classnames=None):
+    """The set-up training and evaluation share: the backbone of `model_cfg` (default `cfg.model`), the
+    runtime of `cfg.trainer`, the method `(name, options)` for `data` under `cfg.seed`, and its feature
+    cache. `classnames` overrides the data's (a checkpoint's classes).
+
+    Returns:
+        `(method, runtime)`; the backbone is `method.backbone`.
+    """
+    backbone = build_backbone(cfg.model if model_cfg is None else model_cfg)
+    rt = build_runtime(cfg.trainer, backbone)
+    name, options = method
+    built = build_method(name, options, backbone, data, cfg.seed, rt.device, classnames=classnames)
+    attach_feature_store(rt, built, cfg.feature_cache)
+    return built, rt
 
 
 def method_from_config(method_cfg) -> tuple[str, dict]:

@@ -8,21 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from promptinfo.backbones import list_backbones
-from promptinfo.backbones.factory import DEMO_TAG
-from promptinfo.engine.build import (
-    attach_feature_store,
-    build_backbone,
-    build_method,
-    build_runtime,
-    method_from_config,
-)
+from promptinfo.backbones import list_backbones, registered_tags
+from promptinfo.engine.build import build_run, method_from_config, register_weight_tags
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
 from promptinfo.engine.protocols import EvalPlan, Plan
+from promptinfo.engine.schema import ModelConfig
 from promptinfo.engine.screening import screen_images
 from promptinfo.engine.validate import method_options, validate_eval_config
 from promptinfo.errors import CheckpointMismatchError, ConfigError
@@ -51,15 +45,13 @@ def evaluate_checkpoint(cfg, overrides: Sequence[str] = ()) -> dict:
     if meta is not None:
         refuse_contradictions(cfg, meta, overrides)
     name, options = (meta["method"], dict(meta["config"])) if meta else method_from_config(cfg.method)
-    backbone = build_backbone(checkpoint_model_config(cfg.model, meta, cfg.checkpoint))
-    rt = build_runtime(cfg.trainer, backbone)
     data = load_eval_split(cfg.dataset.name, cfg.dataset.root, cfg.protocol.subsample)
-    classnames = meta["classnames"] if meta else None
-    method = build_method(name, options, backbone, data, cfg.seed, rt.device, classnames=classnames)
+    method, rt = build_run(cfg, data, (name, options), checkpoint_model_config(cfg.model, meta, cfg.checkpoint),
+                           classnames=meta["classnames"] if meta else None)
+    backbone = method.backbone
     if cfg.checkpoint:
         load_prompt(method, cfg.checkpoint)
         logger.info("%s prompts from %s (method and options from the checkpoint: %s)", name, cfg.checkpoint, options)
-    attach_feature_store(rt, method, cfg.feature_cache)
     plan, skipped = screen_images(Plan(None, [EvalPlan("test", data, cfg.protocol.subsample)]), method, rt,
                                   cfg.dataset.skip_corrupt)
     data = plan.evaluations[0].data
@@ -100,11 +92,13 @@ def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictCon
     model = model_cfg.copy()
     if meta is None:
         return model
+    register_weight_tags()
     if meta["backbone"] not in list_backbones():  # an OpenAI-format checkpoint file holds arch and weights
         if not os.path.isfile(model.name):
             raise ConfigError(
                 f"{checkpoint} was trained on the OpenAI-format checkpoint {meta['backbone']!r}; pass that "
-                "file again as model.name=/path/to/it.pt (and model.pretrained=null)."
+                "file again as model.name=/path/to/it.pt (and model.pretrained=null; --model with promptinfo-predict "
+                "and -inspect)."
             )
         model.pretrained = None
         return model
@@ -114,10 +108,11 @@ def checkpoint_model_config(model_cfg, meta: dict | None, checkpoint) -> DictCon
         model.pretrained = None
     elif not weights.startswith("file-"):
         model.pretrained = weights
-    elif not (model.pretrained and (os.path.isfile(model.pretrained) or model.pretrained == DEMO_TAG)):
+    elif not (model.pretrained and (os.path.isfile(model.pretrained) or model.pretrained in registered_tags())):
         raise ConfigError(
             f"{checkpoint} was trained on {meta['backbone']} with weights loaded from a file (fingerprint "
-            f"{weights}); pass that file again as model.pretrained=/path/to/weights."
+            f"{weights}); pass that file again as model.pretrained=/path/to/weights (--pretrained with "
+            "promptinfo-predict and -inspect)."
         )  # else the file, or the demo weights (checkpoints of older versions recorded their fingerprint)
     return model
 
@@ -161,6 +156,19 @@ def _model_conflicts(cfg: DictConfig, meta: dict, keys: set[str]) -> list[str]:
         conflicts.append(f"model.pretrained={cfg.model.pretrained}, but the checkpoint was trained with weights "
                          f"{'null (random)' if weights == 'random' else weights}")
     return conflicts
+
+
+def checkpoint_backbone(checkpoint, model: str | None = None, pretrained: str | None = None,
+                        cache_dir: str | None = None) -> tuple:
+    """`(backbone, metadata)` of a prompt checkpoint: the backbone it was trained on, rebuilt.
+
+    Args:
+        model: the OpenAI-format checkpoint file of a backbone trained from one (its metadata names no architecture).
+        pretrained: the weights file of a backbone that was loaded from one (its metadata holds a fingerprint).
+    """
+    meta = read_prompt_checkpoint(checkpoint)[1]
+    model_cfg = OmegaConf.structured(ModelConfig(name=model or "", pretrained=pretrained, cache_dir=cache_dir))
+    return build_backbone(checkpoint_model_config(model_cfg, meta, checkpoint)), meta
 
 
 def _trained_on(meta: dict | None) -> dict | None:

@@ -22,6 +22,7 @@ from promptinfo.data import (
     Item,
     build_transform,
     collate_skipping,
+    feature_key,
     few_shot_subset,
     load_benchmark,
     subsample_classes,
@@ -156,14 +157,13 @@ class FeatureStore:
 
     def __init__(self, root: str, backbone, precision: str, encode_fn, preprocess_cfg, loading: Loading) -> None:
         self.cache = FeatureCache(root)
-        self.key = {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
-                    "features": "normalized"}
+        self.backbone, self.precision = backbone, precision
         self.encode_fn, self.preprocess_cfg, self.loading = encode_fn, preprocess_cfg, loading
 
     def features(self, items: Sequence[Item], dataset: str, split: str) -> torch.Tensor:
         """Test-transform features `[n, d]` of `items` (encoded once, then read from the cache)."""
         entry = self.cache.get_or_compute(
-            {**self.key, "dataset": dataset, "split": split}, items, self.encode_fn,
+            feature_key(self.backbone, self.precision, dataset, split), items, self.encode_fn,
             build_transform(self.preprocess_cfg, train=False), batch_size=self.loading.eval_batch_size,
             num_workers=self.loading.num_workers,
         )
@@ -171,13 +171,13 @@ class FeatureStore:
 
     def has_features(self, items: Sequence[Item], dataset: str, split: str) -> bool:
         """Whether `features(items, dataset, split)` is already in the cache (it then decodes no image)."""
-        key = {**self.key, "dataset": dataset, "split": split}
+        key = feature_key(self.backbone, self.precision, dataset, split)
         return self.cache.path_for(key, items, build_transform(self.preprocess_cfg, train=False)).is_file()
 
     def train_views(self, items: Sequence[Item], dataset: str, views: int, seed: int, transform) -> torch.Tensor:
         """Features `[views, n, d]` of `views` views of every training image under the random `transform`."""
         entry = self.cache.get_or_compute(
-            {**self.key, "dataset": dataset, "split": "train-augmented"}, items, self.encode_fn,
+            feature_key(self.backbone, self.precision, dataset, "train-augmented"), items, self.encode_fn,
             transform, batch_size=self.loading.eval_batch_size,
             views=views, seed=seed, num_workers=self.loading.num_workers,
         )

@@ -13,9 +13,9 @@ import torch
 
 from promptinfo.data import BenchmarkData
 from promptinfo.engine import distributed as dist
-from promptinfo.engine.info import fixed_subset, information_metrics, label_text_features
+from promptinfo.engine.info import fixed_subset, information_metrics
 from promptinfo.engine.runtime import Runtime, text_depends_on_image
-from promptinfo.metrics import AccuracyCount, accuracy
+from promptinfo.metrics import AccuracyCount, accuracy, label_weights
 
 
 @dataclass
@@ -93,8 +93,8 @@ def subset_information(method, feats: torch.Tensor, labels: torch.Tensor, rt: Ru
         for zc, yc in zip(z.split(rt.loading.eval_batch_size), y.split(rt.loading.eval_batch_size)):
             with rt.autocast():
                 per_image = method.text_features(zc.to(rt.device))  # [b, C, d]
-            rows.append(label_text_features(per_image.float().cpu(), yc))
+            rows.append(label_weights(per_image.float().cpu(), yc))
         w = torch.cat(rows)
     else:
-        w = label_text_features(text.float().cpu(), y)
+        w = label_weights(text.float().cpu(), y)
     return information_metrics(z, w)

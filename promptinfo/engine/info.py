@@ -12,13 +12,6 @@ import torch
 from promptinfo.metrics import effective_rank, information_summary
 
 
-def label_text_features(text_features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """W_y `[n, d]`: each sample's label row of a shared `[C, d]` or per-image `[n, C, d]` classifier."""
-    if text_features.dim() == 2:
-        return text_features[labels]
-    return text_features[torch.arange(labels.shape[0], device=labels.device), labels]
-
-
 @torch.no_grad()
 def information_metrics(image_features: torch.Tensor, label_text: torch.Tensor) -> dict[str, float]:
     """Entropies (nats), MI, MIR, HDR and effective ranks of Z `[n, d]` and W_y `[n, d]` (float64)."""

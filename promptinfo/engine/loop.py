@@ -1,7 +1,7 @@
 """The one training loop shared by every method.
 
 Per epoch: set the epoch's learning rate (the scheduler steps once per epoch, visibly, at the end),
-run the optimiser steps, let the method update itself (`on_epoch_end`), then hand a summary row to
+run the optimiser steps (forward, objective, backward, the method's `after_backward`, clip, step), let the method update itself (`on_epoch_end`), then hand a summary row to
 the callback, which writes metrics and the resume checkpoint.
 """
 
@@ -130,6 +130,7 @@ def train_epoch(method, batches: Batches, f: Fit, state: FitState, progress: Pro
             _check_finite(unlabelled.total, unlabelled.terms, state, i)
             f.scaler.scale(unlabelled.total).backward()
         dist.sync_gradients(params, labels.shape[0])  # no-op in one process
+        method.after_backward()
         _optimizer_step(f, params)
         state.step += 1
         progress.update(i, labels.shape[0], stats.loss / max(stats.samples, 1), lr)

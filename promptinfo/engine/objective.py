@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from promptinfo.losses import InformationTerms, cma_loss, cma_weights
+from promptinfo.losses import InformationTerms, cma_loss, cma_weights, weighted_sum
 from promptinfo.methods import MethodOutput
 from promptinfo.methods.regularizers import KnowledgeGuided, SelfConsistency, check_plugins
 
@@ -84,5 +84,5 @@ class Objective:
             if name in terms:
                 raise ValueError(f"method term {name!r} clashes with an engine loss term; rename it in the method.")
             terms[name], weights[name] = value, 1.0
-        total = sum(weights[k] * v.float() for k, v in terms.items())
+        total = weighted_sum({k: v.float() for k, v in terms.items()}, weights)
         return LossTerms(total=total, terms=terms, weights=weights)

@@ -1,8 +1,9 @@
-"""Optimiser and per-epoch learning-rate schedule of the CoOp protocol.
+"""Optimiser over a method's parameter groups and the per-epoch learning-rate schedule of the CoOp protocol.
 
 The schedule is Dassl's (used by CoOp, CoCoOp, MaPLe): `warmup_epochs` epochs at a constant
 `warmup_lr`, then cosine annealing from `lr` with period `epochs`, stepped once per epoch, so epoch
-e >= warmup uses `lr * (1 + cos(pi * (e - warmup) / epochs)) / 2` and never reaches zero.
+e >= warmup uses `lr * (1 + cos(pi * (e - warmup) / epochs)) / 2` and never reaches zero. A group with
+its own `lr` follows the same factors.
 """
 
 from __future__ import annotations
@@ -16,15 +17,21 @@ from torch.optim.lr_scheduler import LambdaLR
 from promptinfo.errors import ConfigError
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], trainer) -> torch.optim.Optimizer:
-    """SGD with momentum (default, CoOp) or AdamW over the trainable parameters."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
+def build_optimizer(groups: Iterable[dict], trainer) -> torch.optim.Optimizer:
+    """SGD with momentum (default, CoOp) or AdamW over a method's parameter groups.
+
+    Args:
+        groups: `method.parameter_groups()`: dicts with `params` and optionally their own `lr` and
+            `weight_decay`; the trainer's values fill what a group leaves out.
+    """
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
         raise ConfigError("The method has no trainable parameters; use protocol=zeroshot to evaluate it untrained.")
     if trainer.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, weight_decay=trainer.weight_decay)
+        return torch.optim.SGD(groups, lr=trainer.lr, momentum=trainer.momentum, weight_decay=trainer.weight_decay)
     if trainer.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
+        return torch.optim.AdamW(groups, lr=trainer.lr, weight_decay=trainer.weight_decay)
     raise ConfigError(f"trainer.optimizer={trainer.optimizer!r}; choose sgd or adamw.")
 
 

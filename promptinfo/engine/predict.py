@@ -19,11 +19,11 @@ from promptinfo.data.image_dataset import find_unreadable
 from promptinfo.data.image_files import collect_images
 from promptinfo.data.errors import CorruptImageError
 from promptinfo.engine.build import attach_feature_store, build_backbone, build_runtime
-from promptinfo.engine.checkpoint_eval import checkpoint_model_config
+from promptinfo.engine.checkpoint_eval import checkpoint_backbone
 from promptinfo.engine.evaluate import classify_features, shared_text_features
 from promptinfo.engine.schema import ModelConfig, TrainerConfig
 from promptinfo.errors import ConfigError
-from promptinfo.methods import create_method, load_method, read_prompt_checkpoint
+from promptinfo.methods import create_method, load_method
 
 logger = logging.getLogger("promptinfo.engine")
 
@@ -99,18 +99,21 @@ def predict(
         CorruptImageError: unreadable images without `skip_unreadable` (all of them are named).
     """
     paths = _image_paths(images)
-    meta = read_prompt_checkpoint(checkpoint)[1] if checkpoint else None
-    names = list(classnames) if classnames is not None else (meta["classnames"] if meta else None)
-    if not names:
+    if checkpoint is None and not classnames:
         raise ConfigError("zero-shot prediction needs the class names: pass classnames (--classes cat,dog or a file).")
-    backbone = build_backbone(_model_config(model, pretrained, meta, checkpoint))
+    if checkpoint is None and model is None:
+        raise ConfigError("zero-shot prediction needs a backbone: pass model (e.g. ViT-B-16) and pretrained (openai).")
+    if checkpoint is not None:
+        backbone, meta = checkpoint_backbone(checkpoint, model, pretrained)
+    else:
+        backbone, meta = build_backbone(OmegaConf.structured(ModelConfig(name=model, pretrained=pretrained))), None
     trainer = OmegaConf.structured(TrainerConfig(device=device, precision=precision, eval_batch_size=batch_size,
                                                  num_workers=num_workers, persistent_workers=False))
     rt = build_runtime(trainer, backbone)
     if meta:
-        method = load_method(checkpoint, backbone, names if classnames is not None else None)
+        method = load_method(checkpoint, backbone, classnames)
     else:
-        method = create_method("zeroshot", backbone, names, templates=list(templates) if templates else None)
+        method = create_method("zeroshot", backbone, list(classnames), templates=list(templates) if templates else None)
     method = method.to(rt.device).eval()
     if feature_cache is not None:
         attach_feature_store(rt, method, str(feature_cache))
@@ -118,10 +121,10 @@ def predict(
     items, skipped = _readable(items, rt, num_workers, skip_unreadable)
     with _progress(method, len(items), progress):
         feats = rt.image_features(method, items, _collection_key(paths), "images") if items else None
-    probs = torch.zeros(0, len(names))
+    probs = torch.zeros(0, len(method.classnames))
     if feats is not None:
         probs = classify_features(method, feats, rt, shared_text_features(method, rt)).softmax(dim=1)
-    logger.info("classified %d image(s) into %d classes (%d skipped)", len(items), len(names), len(skipped))
+    logger.info("classified %d image(s) into %d classes (%d skipped)", len(items), len(method.classnames), len(skipped))
     return Predictions([i.path for i in items], list(method.classnames), probs, skipped)
 
 
@@ -153,13 +156,6 @@ def _image_paths(images) -> list[str]:
     if not paths:
         raise ConfigError("no images given; pass an image, a folder or a list of paths.")
     return paths
-
-
-def _model_config(model: str | None, pretrained: str | None, meta: dict | None, checkpoint) -> ModelConfig:
-    if meta is None and model is None:
-        raise ConfigError("zero-shot prediction needs a backbone: pass model (e.g. ViT-B-16) and pretrained (openai).")
-    cfg = OmegaConf.structured(ModelConfig(name=model or "", pretrained=pretrained))
-    return checkpoint_model_config(cfg, meta, checkpoint) if meta else cfg
 
 
 def _readable(items: list[Item], rt, num_workers: int, skip: bool) -> tuple[list[Item], dict[str, str]]:

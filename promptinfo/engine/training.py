@@ -17,13 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from promptinfo.data import build_transform, effective_shots
 from promptinfo.engine import distributed as dist
 from promptinfo.engine import rundir as rf
-from promptinfo.engine.build import (
-    attach_feature_store,
-    build_backbone,
-    build_method,
-    build_runtime,
-    method_from_config,
-)
+from promptinfo.engine.build import build_run, method_from_config
 from promptinfo.engine.checkpoint import load_resume_checkpoint, restore, save_resume_checkpoint
 from promptinfo.engine.data import FeatureBatches, ImageBatches
 from promptinfo.engine.device import mix_seed
@@ -137,12 +131,8 @@ class Setup:
 
 def _set_up(cfg: DictConfig) -> Setup:
     started = time.perf_counter()
-    backbone = build_backbone(cfg.model)
-    rt = build_runtime(cfg.trainer, backbone)
     plan = plan_run(cfg.dataset.name, cfg.dataset.root, cfg.protocol, cfg.seed)
-    name, options = method_from_config(cfg.method)
-    method = build_method(name, options, backbone, plan.train or plan.evaluations[0].data, cfg.seed, rt.device)
-    attach_feature_store(rt, method, cfg.feature_cache)
+    method, rt = build_run(cfg, plan.train or plan.evaluations[0].data, method_from_config(cfg.method))
     plan, skipped = screen_images(plan, method, rt, cfg.dataset.skip_corrupt)
     return Setup(method, rt, plan, skipped, started)
 
@@ -212,7 +202,7 @@ def _train_if_needed(cfg, run, method, plan: Plan, rt, checkpoint, callbacks, wr
 def _fit(cfg, run, method, plan: Plan, rt, probe, checkpoint, callbacks, writer) -> FitState:
     t = cfg.trainer
     batches = _batches(cfg, method, plan, rt)
-    optimizer = build_optimizer(method.prompt.parameters(), t)
+    optimizer = build_optimizer(method.parameter_groups(), t)
     scheduler = build_scheduler(optimizer, t)
     scaler = rt.precision.grad_scaler(rt.device)
     objective = Objective.from_config(cfg.loss)

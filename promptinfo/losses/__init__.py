@@ -1,7 +1,7 @@
 """Cross-entropy companions: CMA and information-interplay terms (pure functions).
 
 Every loss returns UNWEIGHTED scalar terms to minimise, named; weights are a separate
-``{name: weight}`` dict and :func:`weighted_sum` forms the total.
+``{name: weight}`` dict and :func:`weighted_sum` forms the total (the engine's objective sums with it).
 """
 
 from __future__ import annotations

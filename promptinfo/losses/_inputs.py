@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from promptinfo.metrics._spectral import normalize_rows
+from promptinfo.metrics.information import label_weights
 
 
 def check_inputs(image_features: Tensor, text_features: Tensor, labels: Tensor) -> None:
@@ -29,13 +30,6 @@ def check_inputs(image_features: Tensor, text_features: Tensor, labels: Tensor) 
         raise ValueError("the batch is empty; losses need at least one sample")
 
 
-def label_text(text_features: Tensor, labels: Tensor) -> Tensor:
-    """Text feature (classifier weight) of each sample's label: [B, d]."""
-    if text_features.dim() == 2:
-        return text_features[labels]
-    return text_features[torch.arange(labels.shape[0], device=labels.device), labels]
-
-
 def group_by_class(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(classes [P], inverse [B], counts [P])`` of the classes present, sorted by index."""
     return torch.unique(labels, return_inverse=True, return_counts=True)
@@ -49,7 +43,7 @@ def class_text(text_features: Tensor, labels: Tensor, classes: Tensor, inverse: 
     """
     if text_features.dim() == 2:
         return normalize_rows(text_features[classes], "text_features")
-    rows = normalize_rows(label_text(text_features, labels), "text_features")  # [B, d]
+    rows = normalize_rows(label_weights(text_features, labels), "text_features")  # [B, d]
     sums = rows.new_zeros(classes.shape[0], rows.shape[1]).index_add(0, inverse, rows)
     return sums / counts.unsqueeze(1).to(sums.dtype)
 

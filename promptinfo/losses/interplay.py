@@ -21,10 +21,9 @@ from promptinfo.losses._inputs import (
     check_inputs,
     class_text,
     group_by_class,
-    label_text,
     loss_dtype,
 )
-from promptinfo.metrics.information import information_summary
+from promptinfo.metrics.information import information_summary, label_weights
 from promptinfo.metrics.inspection import class_means
 
 LEVELS = ("batch", "class")
@@ -32,7 +31,7 @@ LEVELS = ("batch", "class")
 
 def _paired_rows(image_features: Tensor, text_features: Tensor, labels: Tensor, level: str) -> tuple[Tensor, Tensor]:
     if level == "batch":
-        return image_features, label_text(text_features, labels)  # [B, d], [B, d]
+        return image_features, label_weights(text_features, labels)  # [B, d], [B, d]
     means, _ = class_means(image_features, labels)  # [P, d], classes sorted as in group_by_class
     classes, inverse, counts = group_by_class(labels)
     return means, class_text(text_features, labels, classes, inverse, counts)  # [P, d], [P, d]

@@ -85,7 +85,8 @@ class PromptMethod(nn.Module):
         Args:
             classnames: the new class names, ordered by label.
             dataset_templates: the hand-crafted templates of the new classes' dataset, used by methods
-                whose frozen text side is built from templates (zero-shot, KgCoOp, VPT).
+                whose frozen text side is built from the dataset's templates (zero-shot, KgCoOp, ProGrad;
+                VPT reads only its configured templates).
         """
         self.classnames = _clean(classnames)
         if dataset_templates is not None:
@@ -155,6 +156,20 @@ class PromptMethod(nn.Module):
         return self.forward_output(images).logits
 
     # ----------------------------------------------------------------- training hooks
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups (as `torch.optim` takes them), every trainable prompt tensor once.
+
+        A group may set its own `lr` (its peak: the engine's per-epoch schedule scales every group by
+        the same factor) and `weight_decay`; keys it leaves out take the trainer's values.
+        """
+        return [{"params": [p for p in self.prompt.parameters() if p.requires_grad]}]
+
+    def after_backward(self) -> None:
+        """Called once per optimiser step, after every backward pass of the step (and the gradient
+        all-reduce of distributed runs), before gradient clipping and the step: a method may edit
+        the `.grad` of its parameters here (ProGrad projects them). Gradients may be scaled by the
+        engine's fp16 loss scaler; edits linear in the gradient are unaffected by that."""
+
     def extra_losses(self, output: MethodOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The method's own loss terms (already weighted), added to cross-entropy by the engine."""
         return {}

@@ -95,7 +95,8 @@ class CoCoOp(ContextPrompts):
 def _meta_net(embed_dim: int, text_width: int) -> nn.Sequential:
     """Linear(d, d // 16) -> ReLU -> Linear(d // 16, w), with the original's layer names.
 
-    Built on the CPU (moved by the caller) so a seed gives the same initial weights on every device.
+    Built on the CPU, so a seed gives the same initial weights on every device; `CoCoOp.__init__`
+    moves it to the backbone's device.
     """
     hidden = embed_dim // 16
     if hidden < 1:

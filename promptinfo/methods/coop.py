@@ -73,6 +73,13 @@ class ContextPrompts(PromptMethod):
         self.name_lens = [phrase_length(self.backbone, name) for name in self.classnames]
         self.common_tokens = common_prefix_length(tokens)
 
+    def _deep_text_features(self, deeper: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Normalised class features `[C, d]` of the shared context `prompt.ctx` at the end of the prompt,
+        with `deeper[k-1]` replacing it before text layer k (MaPLe, IVLP)."""
+        prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
+        return normalize(self.backbone.encode_text_embeddings(
+            prompts, self.tokens, list(deeper), prompt_start=1, shared=self.shared_positions()))
+
     def shared_positions(self, position: str = "end", class_specific: bool = False) -> int:
         """Leading positions that hold one tensor in every class prompt of `_assemble(ctx, position)`: the
         start token, a shared context and the fixed words around it (`Backbone.encode_text_embeddings`'s

@@ -89,8 +89,4 @@ class IVLP(ContextPrompts):
         return normalize(self.backbone.encode_image(images, shallow, deeper))
 
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
-        prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
-        deeper = list(self.prompt.deep_text)
-        return normalize(self.backbone.encode_text_embeddings(
-            prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
-
+        return self._deep_text_features(self.prompt.deep_text)

@@ -86,10 +86,7 @@ class MaPLe(ContextPrompts):
         return normalize(self.backbone.encode_image(images, shallow, deeper))
 
     def text_features(self, image_features: torch.Tensor | None = None) -> torch.Tensor:
-        prompts = self._assemble(self.prompt.ctx)  # [C, L, tw]
-        deeper = list(self.prompt.compound_prompts_text)
-        return normalize(self.backbone.encode_text_embeddings(
-            prompts, self.tokens, deeper, prompt_start=1, shared=self.shared_positions()))
+        return self._deep_text_features(self.prompt.compound_prompts_text)
 
 
 def _check_depth(depth: int, backbone: Backbone) -> None:

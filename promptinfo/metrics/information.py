@@ -31,6 +31,13 @@ RATIO_FLOOR = 1e-12
 """Denominators of MIR and HDR are clamped here: a zero-entropy input gives MIR = HDR = 0."""
 
 
+def label_weights(text_features: Tensor, labels: Tensor) -> Tensor:
+    """W_y `[n, d]`: each sample's label row of a shared `[C, d]` or per-sample `[n, C, d]` classifier."""
+    if text_features.dim() == 2:
+        return text_features[labels]
+    return text_features[torch.arange(labels.shape[0], device=labels.device), labels]
+
+
 def gram(x: Tensor) -> Tensor:
     """Gram matrix of the L2-normalised rows of ``x`` [..., n, d] -> [..., n, n] (float64, unit diagonal)."""
     xn = sp.normalize_rows(x)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from promptinfo.backbones import normalize
-from promptinfo.data import build_transform
+from promptinfo.data import build_transform, feature_key
 from promptinfo.metrics import accuracy, class_information, class_means, matrix_entropy, neural_collapse, sampled_information
 from promptinfo.report.tables import Table
 
@@ -173,8 +173,8 @@ def inspect_benchmark(method, data, cache, *, precision: str = "fp32", encode_fn
     Args:
         method: a zero-shot :class:`~promptinfo.methods.PromptMethod` built on ``data.classnames``.
         data: :class:`~promptinfo.data.BenchmarkData`.
-        cache: :class:`~promptinfo.data.FeatureCache` for the test image features (keyed like the
-            engine's, so entries are shared with evaluation runs).
+        cache: :class:`~promptinfo.data.FeatureCache` for the test image features (keyed by
+            ``feature_key`` as the engine's are, so entries are shared with evaluation runs).
         precision: precision name (part of the cache key).
         encode_fn: images -> normalised features on the right device (default: ``method.encode_images``).
         subset: inspect a seeded random subset of this many test images (default: all).
@@ -184,9 +184,7 @@ def inspect_benchmark(method, data, cache, *, precision: str = "fp32", encode_fn
     """
     backbone = method.backbone
     items = [data.test[i] for i in subset_indices(len(data.test), subset, seed).tolist()]
-    key = {"backbone": backbone.name, "weights": backbone.weights_digest, "precision": precision,
-           "features": "normalized", "dataset": f"{data.key}:all", "split": "test"}
-    entry = cache.get_or_compute(key, items, encode_fn or method.encode_images,
+    entry = cache.get_or_compute(feature_key(backbone, precision, data.key, "test"), items, encode_fn or method.encode_images,
                                  build_transform(backbone.preprocess_cfg, train=False),
                                  batch_size=batch_size, num_workers=num_workers)
     valid = entry.valid

@@ -11,8 +11,9 @@ DTD = register_benchmark(
         image_dir="images",
         split_file="split_zhou_DescribableTextures.json",
         template="{} texture.",
-        # KgCoOp repository, KgCoOp/trainers/kgcoop.py (CUSTOM_TEMPLATES); CoOp's is "{} texture."
-        method_templates={"kgcoop": "a photo of a {}, a type of texture."},
+        # KgCoOp/trainers/kgcoop.py and Prompt-align ProGrad.public/trainers/prograd.py (CUSTOM_TEMPLATES);
+        # CoOp's is "{} texture."
+        method_templates={"kgcoop": "a photo of a {}, a type of texture.", "prograd": "a texture of {}."},
         cma_lambda=(0.4, 0.4, 0.7, 0.7, 0.7),  # for 1/2/4/8/16 shots
         num_classes=47,
         sizes=(2820, 1128, 1692),

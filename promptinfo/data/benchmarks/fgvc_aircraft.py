@@ -32,6 +32,8 @@ FGVC_AIRCRAFT = register_benchmark(
         folder="fgvc_aircraft",
         image_dir="images",
         template="a photo of a {}, a type of aircraft.",
+        # Prompt-align ProGrad.public/trainers/prograd.py (CUSTOM_TEMPLATES): the class name last
+        method_templates={"prograd": "a type of aircraft, a photo of a {}."},
         cma_lambda=0.8,
         num_classes=100,
         sizes=(3334, 3333, 3333),

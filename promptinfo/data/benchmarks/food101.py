@@ -11,6 +11,8 @@ FOOD101 = register_benchmark(
         image_dir="images",
         split_file="split_zhou_Food101.json",
         template="a photo of {}, a type of food.",
+        # Prompt-align ProGrad.public/trainers/prograd.py (CUSTOM_TEMPLATES): the class name last
+        method_templates={"prograd": "a type of food, a photo of {}."},
         cma_lambda=0.8,
         num_classes=101,
         sizes=(50500, 20200, 30300),

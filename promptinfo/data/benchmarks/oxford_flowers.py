@@ -33,6 +33,8 @@ OXFORD_FLOWERS = register_benchmark(
         image_dir="jpg",
         split_file="split_zhou_OxfordFlowers.json",
         template="a photo of a {}, a type of flower.",
+        # Prompt-align ProGrad.public/trainers/prograd.py (CUSTOM_TEMPLATES): the class name last
+        method_templates={"prograd": "a type of flower, a photo of a {}."},
         cma_lambda=0.7,
         num_classes=102,
         sizes=(4093, 1633, 2463),

@@ -32,6 +32,8 @@ OXFORD_PETS = register_benchmark(
         image_dir="images",
         split_file="split_zhou_OxfordPets.json",
         template="a photo of a {}, a type of pet.",
+        # Prompt-align ProGrad.public/trainers/prograd.py (CUSTOM_TEMPLATES): the class name last
+        method_templates={"prograd": "a type of pet, a photo of a {}."},
         cma_lambda=0.9,
         num_classes=37,
         sizes=(2944, 736, 3669),
