@@ -102,7 +102,7 @@ def test_a_checkpoint_of_another_config_or_format_is_refused(tmp_path):
     save_resume_checkpoint(path, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                            epoch=2, step=8, fingerprint="mine")
     message = (rf"^{path} was written by a run with a different training config \(fingerprint mine vs other\)\. "
-               r"Use another run_dir, or pass overwrite=true to start this folder afresh\.$")
+               r".*pass overwrite=true to start this folder afresh\.$")
     with pytest.raises(CheckpointMismatchError, match=message):
         load_resume_checkpoint(path, "other")
     state = torch.load(path, weights_only=True)
