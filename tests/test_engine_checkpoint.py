@@ -32,7 +32,7 @@ class _Method(torch.nn.Module):
 
 def _training_objects(seed: int, scale: float = 2.0**10):
     method = _Method(seed)
-    optimizer = build_optimizer(method.prompt.parameters(), TRAINER)
+    optimizer = build_optimizer([{"params": list(method.prompt.parameters())}], TRAINER)
     scheduler = build_scheduler(optimizer, TRAINER)
     scaler = torch.amp.GradScaler("cpu", init_scale=scale)
     return method, optimizer, scheduler, scaler

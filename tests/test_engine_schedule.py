@@ -25,7 +25,7 @@ def _trainer(**kw):
 
 def _stepped(trainer) -> list[float]:
     """The learning rate each epoch trains at, as the loop sees it (one scheduler step per epoch)."""
-    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], trainer)
+    optimizer = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))]}], trainer)
     scheduler = build_scheduler(optimizer, trainer)
     seen = []
     for _ in range(trainer.epochs):
@@ -63,14 +63,14 @@ def test_a_zero_learning_rate_trains_at_zero_throughout():
 
 def test_optimizers_take_the_trainer_settings_and_refusals_say_what_to_do():
     param = torch.nn.Parameter(torch.zeros(1))
-    adamw = build_optimizer([param], _trainer(optimizer="adamw", lr=0.003, weight_decay=0.05))
+    adamw = build_optimizer([{"params": [param]}], _trainer(optimizer="adamw", lr=0.003, weight_decay=0.05))
     assert isinstance(adamw, torch.optim.AdamW)
     assert (adamw.defaults["lr"], adamw.defaults["weight_decay"]) == (0.003, 0.05)
-    sgd = build_optimizer([param], _trainer(lr=0.004, momentum=0.8, weight_decay=0.01))
+    sgd = build_optimizer([{"params": [param]}], _trainer(lr=0.004, momentum=0.8, weight_decay=0.01))
     assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.004, 0.8, 0.01)
     with pytest.raises(ConfigError, match=r"^trainer\.optimizer='adam'; choose sgd or adamw\.$"):
-        build_optimizer([param], _trainer(optimizer="adam"))
+        build_optimizer([{"params": [param]}], _trainer(optimizer="adam"))
     frozen = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
     with pytest.raises(ConfigError, match=r"^The method has no trainable parameters; use protocol=zeroshot to "
                                           r"evaluate it untrained\.$"):
-        build_optimizer([frozen], _trainer())
+        build_optimizer([{"params": [frozen]}], _trainer())

@@ -415,7 +415,7 @@ def test_promptsrc_bad_options_fail_clearly(tiny_backbone):
 # =========================================================================== end to end, with CMA and info terms
 E2E_METHODS = {
     "kgcoop": [],
-    "prograd": ["method.n_ctx=4"],
+    "prograd": ["method.n_ctx=4", "method.ctx_from_template=false"],
     "vpt": ["method.depth_vision=2"],
     "ivlp": ["method.depth_text=2", "method.depth_vision=2"],
     "promptsrc": ["method.depth_text=2", "method.depth_vision=2", "method.gpa_mean=1.0"],

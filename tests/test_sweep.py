@@ -169,4 +169,4 @@ def test_report_aggregates_the_finished_runs_and_a_rerun_skips_or_resumes(first_
     assert report.main([str(runs), "--plots", "none", "--out", str(work / "report3")]) == 0
     assert "4 finished run(s) aggregated, 0 skipped." in capsys.readouterr().out
     table = (work / "report3" / "few_shot.md").read_text()
-    assert "caltech101" in table and "oxford_pets" in table and "coop" in table
+    assert "caltech101" in table and "oxford_pets" in table and "| CoOp |" in table

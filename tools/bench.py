@@ -232,7 +232,7 @@ def step_fn(method, batches: OneStep, rt: Runtime) -> Callable[[], None]:
 
 def original_step_fn(model: OriginalPromptModel, stream: Iterator, rt: Runtime) -> Callable[[], None]:
     """One step of the original trainers' loop on the next batch of `stream`, with our SGD settings."""
-    optimizer = build_optimizer(model.method.prompt.parameters(), TrainerConfig())
+    optimizer = build_optimizer(model.method.parameter_groups(), TrainerConfig())
 
     def step() -> None:
         images, labels = next(stream)

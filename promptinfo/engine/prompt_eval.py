@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from promptinfo.backbones import list_backbones, registered_tags
-from promptinfo.engine.build import build_run, method_from_config, register_weight_tags
+from promptinfo.engine.build import build_backbone, build_run, method_from_config, register_weight_tags
 from promptinfo.engine.data import load_eval_split
 from promptinfo.engine.device import mix_seed
 from promptinfo.engine.evaluate import evaluate
