@@ -286,7 +286,7 @@ def on_the_small_world(command: Command) -> list[str]:
         argv += ["data.name=procedural_small", "trainer.epochs=2"]
     if argv[0] == "promptinfo-train":
         argv += ["trainer.epochs=2"]
-        if "experiment=demo" in argv:
+        if any(word.startswith("experiment=demo") for word in argv):  # demo and demo_semi
             argv += ["model=demo_small", "dataset=procedural_small"]
     if argv[0] == "promptinfo-collapse":
         argv += ["trainer.epochs=2"]
