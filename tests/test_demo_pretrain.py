@@ -160,6 +160,7 @@ def test_unknown_variant_and_mismatched_resolution_are_rejected():
         demo.pretrain_demo_clip(bad)
 
 
+@pytest.mark.slow  # its fixture pretrains the small demo CLIP
 def test_procedural_tag_resolves_to_the_cached_checkpoint(small_checkpoint):
     path, cache = small_checkpoint
     assert ("pi-demo-small", "procedural") in promptinfo.list_backbones(pretrained=True)
