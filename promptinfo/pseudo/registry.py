@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from typing import Callable
 
-from promptinfo.errors import ConfigError
+from promptinfo.registry import Registry
 
-_STRATEGIES: dict[str, type] = {}
+_STRATEGIES = Registry("pseudo-labelling strategy", "strategies", lambda name: f"pseudo.name={name!r}")
 
 
 def register_strategy(name: str) -> Callable[[type], type]:
     """Class decorator adding a `PseudoLabeler` subclass to the registry under a lowercase key."""
-
-    def add(cls: type) -> type:
-        if name in _STRATEGIES:
-            raise ValueError(f"pseudo-labelling strategy {name!r} is registered twice")
-        cls.registry_name = name
-        _STRATEGIES[name] = cls
-        return cls
-
-    return add
+    return _STRATEGIES.register(name)
 
 
 def list_strategies() -> list[str]:
     """Registry keys of every strategy, sorted."""
-    return sorted(_STRATEGIES)
+    return _STRATEGIES.names()
 
 
 def strategy_class(name: str) -> type:
-    if name not in _STRATEGIES:
-        close = difflib.get_close_matches(name, list(_STRATEGIES), n=3)
-        raise ConfigError(f"Unknown pseudo.name={name!r}; valid strategies: {list_strategies()} (close: {close}).")
-    return _STRATEGIES[name]
+    return _STRATEGIES.get(name)
 
 
 def create_strategy(name: str, n_unlabelled: int, candidates, **config):
@@ -46,9 +33,4 @@ def create_strategy(name: str, n_unlabelled: int, candidates, **config):
             transductive zero-shot learning).
         **config: fields of the strategy's `Config` dataclass.
     """
-    cls = strategy_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ConfigError(f"Unknown option(s) {unknown} for pseudo.name={name!r}; valid options: {sorted(fields)}.")
-    return cls(cls.Config(**config), n_unlabelled, candidates)
+    return strategy_class(name)(_STRATEGIES.config(name, config), n_unlabelled, candidates)
