@@ -3,6 +3,7 @@ and clean exits on user mistakes."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from promptinfo.engine.config_store import known_without_imports
 from promptinfo.engine.rundir import LOCK
 from promptinfo.engine.validate import unknown_choice, unknown_key
 from promptinfo.errors import ConfigError, PromptInfoError
@@ -30,6 +32,7 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 HYDRA_VERSION = "1.3"
 USER_ERROR_EXIT = 2
 MULTIRUN_FLAGS = ("-m", "--multirun")
+HELP_FLAGS = ("-h", "--help", "--hydra-help")
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -39,6 +42,15 @@ class QuietOpenClip(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+def registering_for(args: Sequence[str]) -> contextlib.AbstractContextManager:
+    """What hydra's import of the configs registers for this command line: for a bare help request (a help flag
+    and no override), the methods and strategies known without importing torch
+    (`config_store.known_without_imports`); otherwise every one, as for a run."""
+    if any(arg in HELP_FLAGS for arg in args) and all(arg.startswith("-") for arg in args):
+        return known_without_imports()
+    return contextlib.nullcontext()
 
 
 def run_command(command: Callable[[Any], Any], cfg: Any) -> Any:
