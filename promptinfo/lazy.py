@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 
 
 def exports_on_demand(package: str, exports: Mapping[str, Sequence[str]],
                       first: Sequence[str] = ()) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """The `__getattr__` and `__dir__` of a package whose public names are imported when first read.
+
+    A public name that is also a submodule's (`promptinfo.engine.evaluate`, the module of the function
+    `evaluate`) stays the public object, as it would after an eager `from .evaluate import evaluate`.
 
     Args:
         package: the package's `__name__`.
@@ -24,6 +28,7 @@ def exports_on_demand(package: str, exports: Mapping[str, Sequence[str]],
     where = {name: module for module, names in exports.items() for name in names}
     defined = vars(sys.modules[package])
     assert {*where, *defined} >= set(defined.get("__all__", ())) >= set(where), f"{package}: __all__ != exports"
+    sys.modules[package].__class__ = _keeping_public_names(package, set(where))
 
     def __getattr__(name: str) -> object:
         if name not in where:
@@ -38,3 +43,16 @@ def exports_on_demand(package: str, exports: Mapping[str, Sequence[str]],
         return sorted({*vars(sys.modules[package]), *where})
 
     return __getattr__, __dir__
+
+
+def _keeping_public_names(package: str, public: set[str]) -> type:
+    """A module type that ignores the import system's binding of submodule `<package>.<name>` to the package's
+    attribute `name` where `name` is a public name (read through `__getattr__` instead)."""
+
+    class Package(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name in public and isinstance(value, types.ModuleType) and value.__name__ == f"{package}.{name}":
+                return
+            super().__setattr__(name, value)
+
+    return Package

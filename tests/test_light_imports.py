@@ -7,11 +7,13 @@ without torch, torchvision and open_clip; the torch-free configs agree with the 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,20 @@ def test_old_import_paths_of_the_configs_still_work():
     assert issubclass(KgCoOpConfig, CoOpConfig) and issubclass(FreeMatchConfig, StrongViewConfig)
     assert find_method_config("promptsrc") is PromptSRCConfig and find_strategy_config("fixmatch") is FixMatchConfig
     assert issubclass(FixMatchConfig, StrategyConfig) and dataclasses.fields(MethodConfig) == ()
+
+
+def test_every_public_name_of_a_lazy_package_resolves_even_where_a_submodule_has_that_name():
+    import promptinfo.engine.evaluate  # noqa: F401  (the module of the public function `evaluate`)
+    from promptinfo.engine import evaluate
+
+    assert callable(evaluate) and evaluate.__module__ == "promptinfo.engine.evaluate"
+    for name in ("promptinfo", "promptinfo.engine", "promptinfo.methods", "promptinfo.pseudo", "promptinfo.data"):
+        package = importlib.import_module(name)
+        for public in package.__all__:
+            assert not isinstance(getattr(package, public), types.ModuleType), (name, public)
+        assert set(package.__all__) <= set(dir(package)), name
+        with pytest.raises(AttributeError, match=f"module '{name}' has no attribute 'nothing_here'"):
+            package.nothing_here  # noqa: B018
 
 
 def test_only_a_bare_help_request_skips_importing_the_method_modules():
