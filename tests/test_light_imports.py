@@ -122,12 +122,11 @@ def test_every_public_name_of_a_lazy_package_resolves_even_where_a_submodule_has
 
 
 def test_only_a_bare_help_request_skips_importing_the_method_modules():
-    assert isinstance(registering_for(["--help"]), type(config_store.known_without_imports()))
-    for args in ([], ["method=maple", "--help"], ["--cfg", "job"], ["-m", "seed=1,2"]):
+    cases = {("--help",): False, ("-h",): False, ("--hydra-help",): False, (): True, ("method=maple", "--help"): True,
+             ("--cfg", "job"): True, ("-m", "seed=1,2"): True}
+    for args, imports in cases.items():
         with registering_for(args):
-            assert config_store._import_modules, args
-    with registering_for(["-h"]):
-        assert not config_store._import_modules
+            assert config_store._import_modules is imports, args
     assert config_store._import_modules
 
 

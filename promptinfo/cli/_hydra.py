@@ -4,6 +4,7 @@ and clean exits on user mistakes."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -110,6 +111,7 @@ def check_command_line(config_name: str, args: Sequence[str], validate: Callable
         return
     parsed = _parse([arg for arg in args if arg not in MULTIRUN_FLAGS])
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]  # hydra's own settings: hydra's
+    importlib.import_module(CONFIG_MODULE)  # registers every group's options before hydra lists the first one
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=HYDRA_VERSION):
         groups = {o.key_or_group for o in overrides if _group_options(o.key_or_group)}
         for o in overrides:
