@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from promptinfo.cli._hydra import registering_for
+from promptinfo.cli._hydra import asks_only_for_help
 from promptinfo.engine import config_store
 from promptinfo.errors import ConfigError
 from promptinfo.methods.registry import find_method_config, list_methods, method_class, method_configs
@@ -47,7 +48,7 @@ def test_help_of_every_console_command_imports_no_torch():
     out = run_python(f"""
         import contextlib, importlib, io, json, sys
         from hydra import compose, initialize_config_module
-        from promptinfo.cli._hydra import registering_for
+        from promptinfo.cli._hydra import register_configs_for
         helps = {{}}
         for script, module in {sorted(SCRIPTS.items())!r}:
             sys.argv = [script, "--help"]
@@ -55,7 +56,8 @@ def test_help_of_every_console_command_imports_no_torch():
             with contextlib.redirect_stdout(text):
                 main = importlib.import_module(module).main
                 if script in {sorted(hydra_commands - {"promptinfo-train"})!r}:
-                    with registering_for(sys.argv[1:]), initialize_config_module("promptinfo_configs", version_base="1.3"):
+                    register_configs_for(sys.argv[1:])
+                    with initialize_config_module("promptinfo_configs", version_base="1.3"):
                         print(compose(script.removeprefix("promptinfo-")))
                     continue
                 try:
@@ -122,12 +124,21 @@ def test_every_public_name_of_a_lazy_package_resolves_even_where_a_submodule_has
 
 
 def test_only_a_bare_help_request_skips_importing_the_method_modules():
-    cases = {("--help",): False, ("-h",): False, ("--hydra-help",): False, (): True, ("method=maple", "--help"): True,
-             ("--cfg", "job"): True, ("-m", "seed=1,2"): True}
-    for args, imports in cases.items():
-        with registering_for(args):
-            assert config_store._import_modules is imports, args
+    cases = {("--help",): True, ("-h",): True, ("--hydra-help",): True, (): False, ("method=maple", "--help"): False,
+             ("--cfg", "job"): False, ("-m", "seed=1,2"): False}
+    assert {args: asks_only_for_help(args) for args in cases} == cases
+    with config_store.known_without_imports():
+        assert not config_store._import_modules
     assert config_store._import_modules
+
+
+@pytest.mark.slow
+def test_shell_completion_offers_the_methods_of_the_group():
+    """Hydra lists a group before it composes anything here: the configs are registered before hydra runs."""
+    command = Path(sys.executable).parent / "promptinfo-train"
+    env = {**os.environ, "COMP_LINE": "promptinfo-train method=", "COMP_POINT": "24"}
+    done = subprocess.run([str(command), "-sc", "query=bash"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stdout.split() == [f"method={m}" for m in list_methods()], done
 
 
 @pytest.fixture

@@ -45,13 +45,18 @@ class QuietOpenClip(logging.Filter):
         return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
 
 
-def registering_for(args: Sequence[str]) -> contextlib.AbstractContextManager:
-    """What hydra's import of the configs registers for this command line: for a bare help request (a help flag
-    and no override), the methods and strategies known without importing torch
-    (`config_store.known_without_imports`); otherwise every one, as for a run."""
-    if any(arg in HELP_FLAGS for arg in args) and all(arg.startswith("-") for arg in args):
-        return known_without_imports()
-    return contextlib.nullcontext()
+def asks_only_for_help(args: Sequence[str]) -> bool:
+    """Whether a command line is a bare help request: a help flag, no override."""
+    return any(arg in HELP_FLAGS for arg in args) and all(arg.startswith("-") for arg in args)
+
+
+def register_configs_for(args: Sequence[str]) -> None:
+    """Import the configs package, which registers every group's options, before hydra runs (hydra imports it
+    only when it composes, after it may have listed a group, e.g. to complete a command line): for a bare help
+    request with the methods and strategies known without importing torch
+    (`config_store.known_without_imports`), otherwise with every one, as a run needs."""
+    with known_without_imports() if asks_only_for_help(args) else contextlib.nullcontext():
+        importlib.import_module(CONFIG_MODULE)
 
 
 def run_command(command: Callable[[Any], Any], cfg: Any) -> Any:

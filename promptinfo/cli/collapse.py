@@ -15,7 +15,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, registering_for, run_command
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, register_configs_for, run_command
 from promptinfo.collapse.config import CollapseConfig
 
 ConfigStore.instance().store(name="collapse_schema", node=CollapseConfig)
@@ -34,8 +34,8 @@ def _collapse(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
-    with registering_for(sys.argv[1:]):
-        _collapse()
+    register_configs_for(sys.argv[1:])
+    _collapse()
 
 
 if __name__ == "__main__":

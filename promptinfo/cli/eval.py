@@ -16,7 +16,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, registering_for, run_command
+from promptinfo.cli._hydra import (CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, register_configs_for,
+                                   run_command)
 from promptinfo.engine.schema import EvalConfig
 from promptinfo.engine.validate import validate_eval_config
 
@@ -32,8 +33,8 @@ def _evaluate(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
     exit_on_bad_command_line("eval", sys.argv[1:], validate_eval_config, EvalConfig)
-    with registering_for(sys.argv[1:]):
-        _evaluate()
+    register_configs_for(sys.argv[1:])
+    _evaluate()
 
 
 if __name__ == "__main__":

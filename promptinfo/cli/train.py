@@ -21,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, registering_for, run_command
+from promptinfo.cli._hydra import (CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, register_configs_for,
+                                   run_command)
 from promptinfo.engine.schema import TrainConfig
 from promptinfo.engine.validate import validate_train_config
 
@@ -83,8 +84,8 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
     exit_on_bad_command_line("train", sys.argv[1:], validate_train_config, TrainConfig)
-    with registering_for(sys.argv[1:]):
-        _train()
+    register_configs_for(sys.argv[1:])
+    _train()
 
 
 if __name__ == "__main__":
