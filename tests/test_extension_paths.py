@@ -47,6 +47,29 @@ def test_every_method_and_benchmark_module_is_found_without_a_list():
         assert not any(re.search(rf"\b{m}\b", init) for m in named), init
 
 
+def test_a_method_registered_at_run_time_is_created_by_its_key(tiny_backbone, monkeypatch):
+    from dataclasses import dataclass
+
+    from promptinfo.methods import create_method, register_method
+    from promptinfo.methods.coop import CoOp, CoOpConfig
+    from promptinfo.methods.registry import _METHODS
+
+    for table in ("_classes", "_configs"):  # the key is gone again after the test
+        monkeypatch.setattr(_METHODS, table, dict(getattr(_METHODS, table)))
+
+    @dataclass
+    class ShortCoOpConfig(CoOpConfig):
+        n_ctx: int = 3
+
+    @register_method("shortcoop_for_test")
+    class ShortCoOp(CoOp):
+        Config = ShortCoOpConfig
+
+    method = create_method("shortcoop_for_test", tiny_backbone, ["cat", "dog"])
+    assert type(method) is ShortCoOp and method.registry_name == "shortcoop_for_test"
+    assert method.prompt.ctx.shape == (3, tiny_backbone.text_width) and "shortcoop_for_test" in list_methods()
+
+
 @pytest.mark.slow
 def test_the_readme_example_method_is_a_command_line_choice_with_its_dataclass_defaults():
     readme = (ROOT / "README.md").read_text()

@@ -146,7 +146,35 @@ def test_a_damaged_prompt_checkpoint_is_named(damage, tiny_backbone, tmp_path):
         save_file({"ctx": torch.zeros(2, 4)}, str(path), metadata={"promptinfo": '{"method": "co'})
     with pytest.raises(DamagedFileError) as err:
         read_prompt_checkpoint(path)
-    assert str(path) in str(err.value) and "retrain" in str(err.value)
+    assert err.value.path == path and err.value.fix == PROMPT_FIX
+    if damage == "metadata":
+        assert err.value.problem.startswith("its metadata is not valid JSON (Unterminated string")
+
+
+PROMPT_FIX = "Copy it again from where it was trained, or retrain that run (overwrite=true) to write it afresh."
+
+
+@pytest.mark.parametrize("metadata, lacking", [
+    ('{"method": "coop", "weights": "random"}', ["config", "backbone", "classnames", "class_specific"]),
+    ("42", ["method", "config", "backbone", "weights", "classnames", "class_specific"]),  # JSON, but not an object
+])
+def test_a_prompt_checkpoint_whose_metadata_lacks_fields_names_them(metadata, lacking, tmp_path):
+    path = tmp_path / "prompt.safetensors"
+    save_file({"ctx": torch.zeros(2, 4)}, str(path), metadata={"promptinfo": metadata})
+    with pytest.raises(DamagedFileError) as err:
+        read_prompt_checkpoint(path)
+    assert str(err.value) == f"{path} is damaged: its metadata lacks {lacking}. {PROMPT_FIX}"
+
+
+def test_a_missing_or_foreign_prompt_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        read_prompt_checkpoint(tmp_path / "prompt.safetensors")
+    assert str(err.value) == f"No prompt checkpoint at {tmp_path / 'prompt.safetensors'}."
+    path = tmp_path / "weights.safetensors"  # some other program's safetensors file
+    save_file({"ctx": torch.zeros(2, 4)}, str(path))
+    with pytest.raises(CheckpointMismatchError) as err:
+        read_prompt_checkpoint(path)
+    assert str(err.value) == f"{path} is not a promptinfo prompt checkpoint (no metadata)."
 
 
 @pytest.mark.slow

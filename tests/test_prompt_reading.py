@@ -113,20 +113,77 @@ def test_original_checkpoint_of_another_shape_or_method_is_refused(tiny_backbone
         load_original_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=4), tmp_path / "coop16.pth")
     with pytest.raises(CheckpointMismatchError, match=r"does not hold cocoop prompts.*missing \['meta_net"):
         load_original_prompt(create_method("cocoop", tiny_backbone, CLASSES), tmp_path / "coop16.pth")
+    maple2 = create_method("maple", tiny_backbone, CLASSES, depth=2, n_ctx=2)
+    path = tmp_path / "maple.pth"
+    torch.save({"state_dict": {f"prompt_learner.{k}": v for k, v in maple2.prompt.state_dict().items()}}, path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_original_prompt(create_method("maple", tiny_backbone, CLASSES, depth=2, n_ctx=4), path)
+    assert str(err.value) == (
+        f"{path} does not fit this maple configuration (ctx: (2, 48) in the file, (4, 48) here, "
+        "compound_prompts_text.0: (2, 48) in the file, (4, 48) here). Set the options it was trained with (n_ctx / "
+        "ctx_init for the context length, depth for deep prompts, csc for class-specific contexts) and the same "
+        "backbone (the width is the text encoder's).")
 
 
-def test_original_checkpoint_with_code_is_refused_without_running_it(tmp_path):
+@pytest.mark.parametrize("force_old_default", [False, True])
+def test_original_checkpoint_with_code_is_refused_without_running_it(force_old_default, tmp_path, capsys,
+                                                                     monkeypatch):
     class Payload:
         def __reduce__(self):
             return (print, ("executed",))
 
     import pickle
 
-    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
-    with pytest.raises(CheckpointMismatchError, match="without running code"):
-        load_original_prompt(None, tmp_path / "evil.pth")
+    if force_old_default:  # torch's switch back to unpickling anything, where the caller does not say
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_original_prompt(None, path)
+    assert "executed" not in capsys.readouterr().out
+    message = str(err.value)
+    assert message.startswith(f"{path} cannot be read as an original CoOp/CoCoOp/MaPLe checkpoint without running "
+                              "code from it (Weights only load failed. ")  # the first line of torch's reason
+    assert message.endswith("). In the original code's environment, save the state dict alone: "
+                            "torch.save(torch.load(path)['state_dict'], 'prompt_learner.pth'), and load that file.")
     with pytest.raises(CheckpointMismatchError, match="No checkpoint"):
         load_original_prompt(None, tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("saved", [torch.zeros(3), {"state_dict": {"ctx": [0.0, 1.0]}}, {"ctx": "a photo of a"}],
+                         ids=["a tensor", "lists", "words"])
+def test_original_checkpoint_without_a_state_dict_of_tensors_is_refused(saved, tmp_path):
+    path = tmp_path / "model.pth.tar-50"
+    torch.save(saved, path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_original_prompt(None, path)
+    assert str(err.value) == f"{path} holds no state dict of tensors (a Dassl checkpoint has 'state_dict')."
+
+
+def test_original_state_dict_saved_alone_or_on_a_gpu_loads(tiny_backbone, tmp_path, monkeypatch):
+    source = create_method("coop", tiny_backbone, CLASSES, n_ctx=4, init_std=0.5)
+    torch.save({"ctx": source.prompt.ctx.detach()}, tmp_path / "prompt_learner.pth")  # as the refusal advises
+    target = create_method("coop", tiny_backbone, CLASSES, n_ctx=4)
+    load_original_prompt(target, tmp_path / "prompt_learner.pth")
+    assert torch.equal(target.prompt.ctx, source.prompt.ctx)
+    with monkeypatch.context() as patch:  # the original trainers ran on CUDA: the file names that device
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save({"state_dict": {"ctx": source.prompt.ctx.detach() * 2}}, tmp_path / "model.pth.tar-50")
+    load_original_prompt(target, tmp_path / "model.pth.tar-50")  # read onto the CPU, with or without a GPU
+    assert torch.equal(target.prompt.ctx, source.prompt.ctx * 2)
+
+
+def test_original_checkpoint_loads_into_promptsrc_whose_aggregation_state_is_not_a_prompt(tiny_backbone, tmp_path):
+    options = dict(depth_text=2, depth_vision=2)
+    source = create_method("promptsrc", tiny_backbone, CLASSES, init_std=0.5, **options)
+    learned = {k: v for k, v in source.prompt.state_dict().items() if not k.startswith("gpa_")}
+    assert sorted(learned) == ["ctx", "deep_text.0", "deep_vision.0", "vision_ctx"]
+    torch.save({"state_dict": learned}, tmp_path / "model.pth.tar-20")
+    target = create_method("promptsrc", tiny_backbone, CLASSES, **options)
+    aggregation = {k: v.clone() for k, v in target.prompt.state_dict().items() if k.startswith("gpa_")}
+    assert load_original_prompt(target, tmp_path / "model.pth.tar-20").keys() == learned.keys()
+    for k, v in target.prompt.state_dict().items():
+        assert torch.equal(v, learned[k] if k in learned else aggregation[k]), k
 
 
 # ------------------------------------------------------------------------------ sharing prompts
@@ -179,6 +236,126 @@ def test_loading_on_another_backbone_says_what_to_pass(tiny_backbone, tmp_path):
     _trained_prompt(tiny_backbone, tmp_path / "csc", n_ctx=2, csc=True)
     with pytest.raises(CheckpointMismatchError, match="class-specific prompts for 3 classes"):
         load_method(tmp_path / "csc" / "prompt.safetensors", tiny_backbone, classnames=["bus", "tulip"])
+
+
+# ------------------------------------------------------------------------------ prompt files: weights and fit
+@pytest.fixture
+def weights_files(tmp_path, monkeypatch):
+    """Two files of other tiny weights, and a registered tag `prompt-test` serving the first (until the test ends)."""
+    import promptinfo.backbones.weights as weights_registry
+    from promptinfo.backbones import register_weights
+    from tests.conftest import make_backbone
+
+    files = []
+    for seed in (3, 4):
+        files.append(tmp_path / f"tiny{seed}.pt")
+        torch.save(make_backbone(seed=seed).model.state_dict(), files[-1])
+    monkeypatch.setattr(weights_registry, "_TAGS", dict(weights_registry._TAGS))
+    register_weights("prompt-test", ["pi-tiny-vit-s"], lambda name, cache_dir: files[0])
+    return files
+
+
+def test_a_prompt_file_records_the_weights_content_and_warns_when_a_tag_now_holds_other_weights(
+        weights_files, tmp_path, caplog, monkeypatch):
+    import logging
+
+    from promptinfo import create_backbone
+    from promptinfo.backbones import register_weights
+    from promptinfo.methods import load_prompt, read_prompt_checkpoint, save_prompt
+
+    tagged = create_backbone("pi-tiny-vit-s", pretrained="prompt-test")
+    digest = tagged.weights_digest
+    assert digest.startswith("file-") and tagged.weights_id == "prompt-test"
+    path = tmp_path / "prompt.safetensors"
+    save_prompt(create_method("coop", tagged, CLASSES, n_ctx=2), path)
+    meta = read_prompt_checkpoint(path)[1]
+    assert (meta["weights"], meta["weights_digest"]) == ("prompt-test", digest)
+    with caplog.at_level(logging.WARNING, logger="promptinfo.methods.prompt_file"):
+        load_prompt(create_method("coop", create_backbone("pi-tiny-vit-s", pretrained="prompt-test"), CLASSES,
+                                  n_ctx=2), path)  # the same tag, the same content: nothing to say
+        assert caplog.messages == []
+        register_weights("prompt-test", ["pi-tiny-vit-s"], lambda name, cache_dir: weights_files[1])
+        other = create_backbone("pi-tiny-vit-s", pretrained="prompt-test")
+        load_prompt(create_method("coop", other, CLASSES, n_ctx=2), path)  # loads, with a warning
+    assert caplog.messages == [
+        f"{path} was trained on pi-tiny-vit-s weights 'prompt-test' with content {digest}; the weights under that "
+        f"tag here are {other.weights_digest} (e.g. the demo CLIP pretrained by another recipe or CPU): expect "
+        "other numbers."]
+    assert other.weights_digest.startswith("file-") and other.weights_digest != digest
+
+
+def test_a_prompt_file_without_a_weights_digest_is_read_as_of_its_tag(tiny_backbone, tmp_path, caplog):
+    import json
+    import logging
+
+    from safetensors.torch import save_file
+
+    from promptinfo.methods import load_prompt
+    from promptinfo.methods.prompt_file import prompt_metadata
+
+    method = create_method("coop", tiny_backbone, CLASSES, n_ctx=2)
+    meta = prompt_metadata(method)
+    del meta["weights_digest"]  # written before the digest was recorded
+    path = tmp_path / "prompt.safetensors"
+    save_file({"ctx": method.prompt.ctx.detach()}, str(path), metadata={"promptinfo": json.dumps(meta)})
+    fresh = create_method("coop", tiny_backbone, CLASSES, n_ctx=2, init_std=0.5)
+    with caplog.at_level(logging.WARNING, logger="promptinfo.methods.prompt_file"):
+        load_prompt(fresh, path)
+    assert caplog.messages == [] and torch.equal(fresh.prompt.ctx, method.prompt.ctx)
+
+
+def test_loading_on_other_weights_says_how_to_build_them(weights_files, tiny_backbone, tmp_path):
+    from promptinfo import create_backbone
+    from promptinfo.methods import load_prompt, save_prompt
+
+    for pretrained, build in [
+        (str(weights_files[0]), "create_backbone('pi-tiny-vit-s', pretrained='/path/to/weights') with the weights "
+                                "file it was trained on (fingerprint {weights})"),
+        ("prompt-test", "create_backbone('pi-tiny-vit-s', pretrained='prompt-test')"),
+    ]:
+        backbone = create_backbone("pi-tiny-vit-s", pretrained=pretrained)
+        path = tmp_path / "prompt.safetensors"
+        save_prompt(create_method("coop", backbone, CLASSES, n_ctx=2), path)
+        with pytest.raises(CheckpointMismatchError) as err:
+            load_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=2), path)
+        weights = backbone.weights_id
+        assert str(err.value) == (
+            f"{path} was trained on backbone pi-tiny-vit-s (weights {weights}); this method runs on pi-tiny-vit-s "
+            f"(weights random). Prompts do not transfer between backbones: load it with {build.format(weights=weights)}.")
+
+
+def test_a_prompt_file_of_another_method_classes_or_tensors_is_refused(tiny_backbone, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from promptinfo.methods import load_prompt, save_prompt
+
+    path = tmp_path / "prompt.safetensors"
+    save_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=2), path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_prompt(create_method("maple", tiny_backbone, CLASSES, depth=2), path)
+    assert str(err.value) == f"{path} holds coop prompts, not maple."
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    save_file({"ctx": torch.zeros(2, 48), "ctx_bias": torch.zeros(48)}, str(path), metadata=metadata)  # one more
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_prompt(create_method("coop", tiny_backbone, CLASSES, n_ctx=2), path)
+    config = json.loads(metadata["promptinfo"])["config"]
+    message = str(err.value)
+    assert message.startswith(f"{path} does not fit this coop configuration: Error(s) in loading state_dict")
+    assert 'Unexpected key(s) in state_dict: "ctx_bias"' in message
+    assert message.endswith(f". It was saved with {config}.")
+
+    five, four = ["cat", "dog", "bird", "fish", "cow"], ["bus", "tulip", "car", "owl"]
+    save_prompt(create_method("coop", tiny_backbone, five, n_ctx=2, csc=True), path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_prompt(create_method("coop", tiny_backbone, four, n_ctx=2, csc=True), path)
+    assert str(err.value) == (
+        f"{path} holds class-specific prompts for 5 classes (['cat', 'dog', 'bird']...), which cannot be used for "
+        "the 4 classes here (['bus', 'tulip', 'car']...).")
 
 
 def test_export_refuses_what_is_not_a_run(tmp_path):
