@@ -183,7 +183,7 @@ def test_cocoop_needs_image_features(tiny_backbone):
 
 
 def test_cocoop_takes_image_features_of_any_float_precision(tiny_backbone):
-    """Features from a half-precision image pass are cast to the prompts' precision for the meta-network."""
+    """Features from a bf16 image pass are cast to the prompts' precision for the meta-network."""
     method = create_method("cocoop", tiny_backbone, CLASSES)
     _perturb(method, scale=0.3)
     feats = torch.nn.functional.normalize(torch.randn(2, tiny_backbone.embed_dim), dim=-1).bfloat16()

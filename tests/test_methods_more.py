@@ -470,9 +470,14 @@ def test_gpa_weights():
 
 def test_promptsrc_accepts_zero_and_fractional_loss_weights(tiny_backbone):
     """Non-negative weights are valid: 0 switches a term off, fractions scale it down."""
-    method = _promptsrc(tiny_backbone, text_loss_weight=0.0, image_loss_weight=0.5, logits_loss_weight=0.25)
-    terms = method.extra_losses(method.forward_output(_images(tiny_backbone)), _labels())
-    assert terms["scl_text"].item() == 0.0 and terms["scl_image"].item() >= 0.0
+    weights = dict(text_loss_weight=0.0, image_loss_weight=0.5, logits_loss_weight=0.25)
+    images, labels = _images(tiny_backbone), _labels()
+    method = _promptsrc(tiny_backbone, **weights)
+    unit = _promptsrc(tiny_backbone, **dict.fromkeys(weights, 1.0))
+    terms, unit_terms = (m.extra_losses(m.forward_output(images), labels) for m in (method, unit))
+    for name, weight in zip(("scl_text", "scl_image", "scl_logits"), weights.values()):
+        assert unit_terms[name] > 0, name
+        torch.testing.assert_close(terms[name], weight * unit_terms[name], atol=1e-7, rtol=1e-6, msg=name)
 
 
 def test_promptsrc_bad_options_fail_clearly(tiny_backbone):
