@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from promptinfo.lazy import exports_on_demand
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Backbone": "promptinfo.backbones", "create_backbone": "promptinfo.backbones",
-    "list_backbones": "promptinfo.backbones", "list_datasets": "promptinfo.data",
-    "load_benchmark": "promptinfo.data", "create_method": "promptinfo.methods", "list_methods": "promptinfo.methods",
-    "load_method": "promptinfo.methods", "predict": "promptinfo.engine.predict",
+    "promptinfo.backbones": ("Backbone", "create_backbone", "list_backbones"),
+    "promptinfo.data": ("list_datasets", "load_benchmark"),
+    "promptinfo.methods": ("create_method", "list_methods", "load_method"),
+    "promptinfo.engine.predict": ("predict",),
 }
-"""Public name -> the module that defines it. Imported on first access, so that a console command's
+"""The module that defines each public name. Imported on first access, so that a console command's
 `--help` (or any light submodule) does not pay for torch and open_clip."""
 
-__all__ = [*_EXPORTS, "__version__"]
+_PLUGINS = ("promptinfo.demo.weights",)
+"""Modules that register into the lower layers (the demo's `procedural` weights tag), imported with the
+first public name."""
+
+__all__ = ["Backbone", "create_backbone", "list_backbones", "list_datasets", "load_benchmark", "create_method",
+           "list_methods", "load_method", "predict", "__version__"]
 
 if TYPE_CHECKING:
     from promptinfo.backbones import Backbone, create_backbone, list_backbones
@@ -24,21 +30,4 @@ if TYPE_CHECKING:
     from promptinfo.engine.predict import predict
     from promptinfo.methods import create_method, list_methods, load_method
 
-
-_PLUGINS = ("promptinfo.demo.weights",)
-"""Modules that register into the lower layers (the demo's `procedural` weights tag), imported with the
-first public name."""
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'promptinfo' has no attribute {name!r}")
-    for plugin in _PLUGINS:
-        importlib.import_module(plugin)
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = exports_on_demand(__name__, _EXPORTS, first=_PLUGINS)

@@ -73,11 +73,15 @@ def promptinfo_train(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["method=copo"], ["trainer.lrr=0.1"], ["trainer.precision=fp8"]])
-def test_the_command_exits_2_with_our_message_and_leaves_no_run_folder(workdir, args):
+@pytest.mark.parametrize("args, message", [
+    (["method=copo"], "ConfigError: Unknown method='copo'. Valid choices: cocoop, coop,"),
+    (["trainer.lrr=0.1"], "ConfigError: Unknown config key 'trainer.lrr'."),
+    (["trainer.precision=fp8"], "ConfigError: Unknown trainer.precision='fp8'."),
+])
+def test_the_command_exits_2_with_our_message_and_leaves_no_run_folder(workdir, args, message):
     done = promptinfo_train(workdir, *args)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "ConfigError: " in done.stderr and "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
     assert not (workdir / "runs").exists()
 
 

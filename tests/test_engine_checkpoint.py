@@ -102,7 +102,8 @@ def test_a_checkpoint_of_another_config_or_format_is_refused(tmp_path):
     save_resume_checkpoint(path, method=method, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                            epoch=2, step=8, fingerprint="mine")
     message = (rf"^{path} was written by a run with a different training config \(fingerprint mine vs other\)\. "
-               r".*pass overwrite=true to start this folder afresh\.$")
+               r"Give this run its own folder \(label=NAME names the variant in folders and tables; or run_dir=PATH\), "
+               r"or pass overwrite=true to start this folder afresh\.$")
     with pytest.raises(CheckpointMismatchError, match=message):
         load_resume_checkpoint(path, "other")
     state = torch.load(path, weights_only=True)
@@ -173,7 +174,8 @@ def test_a_checkpoint_missing_part_of_the_state_is_damaged(tmp_path):
     del state["rng"]
     torch.save(state, path)
     found = re.escape(str(sorted(state)))
-    with pytest.raises(DamagedFileError, match=rf"^{path} is damaged: it lacks parts of the resume state \(found {found}\)"):
+    fix = r"\. The run cannot resume from it\. Pass overwrite=true to start this run folder afresh"
+    with pytest.raises(DamagedFileError, match=rf"^{path} is damaged: it lacks parts of the resume state \(found {found}\){fix}"):
         load_resume_checkpoint(path, "f")
     torch.save([1, 2], path)
     with pytest.raises(DamagedFileError, match=r"it lacks parts of the resume state \(found list\)"):

@@ -8,7 +8,9 @@ skipped; two runs never share a folder; a saved prompt evaluates to the run's ow
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -279,6 +281,22 @@ def test_a_checkpoint_of_another_config_is_not_resumed(data_root, workdir):
         run(data_root, workdir, *overrides, "trainer.lr=0.01")
     results, _ = run(data_root, workdir, *overrides, "trainer.num_workers=1")  # loading settings may change
     assert results["epochs"] == 2
+
+
+def test_a_run_leaves_the_callers_logging_as_it_found_it(data_root, workdir):
+    """train.log gets the engine's info lines, but after the run the `promptinfo` logger has its old level and
+    handlers again (a notebook would otherwise print every info line of every later call)."""
+    package = logging.getLogger("promptinfo")
+    for level in (logging.NOTSET, logging.ERROR):
+        package.setLevel(level)
+        handlers = list(package.handlers)
+        try:
+            _, folder = run(data_root, workdir, "method=coop", "method.n_ctx=2", f"experiment_name=log{level}")
+        finally:
+            after = package.level
+            package.setLevel(logging.NOTSET)
+        assert (after, package.handlers) == (level, handlers)
+        assert re.search(r" INFO promptinfo\.engine[.\w]*: run folder ", (folder / "train.log").read_text())
 
 
 def test_two_runs_never_share_a_folder(data_root, workdir):

@@ -37,13 +37,14 @@ def test_every_method_and_benchmark_module_is_found_without_a_list():
     keys = set()
     for path in (ROOT / "promptinfo" / "methods").glob("*.py"):
         keys |= set(re.findall(r'@register_method\("(\w+)"\)', path.read_text()))
-    assert keys == set(list_methods())
+    assert keys == set(list_methods())  # listing the methods imports every module of the package
     for package in (promptinfo.methods, promptinfo.data.benchmarks):
         folder = Path(package.__file__).parent
         modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
         assert {m for m in modules if f"{package.__name__}.{m}" in sys.modules} == modules, package.__name__
         init = Path(package.__file__).read_text()
-        assert not any(re.search(rf"\b{m}\b", init) for m in modules - {"registry", "base", "prompt_file"}), init
+        named = modules - {"registry", "base", "prompt_file", "configs"}  # the package's own names live there
+        assert not any(re.search(rf"\b{m}\b", init) for m in named), init
 
 
 @pytest.mark.slow

@@ -19,6 +19,10 @@ The authors' values, file by file:
   tokens, depth 9 on both sides), trainers/promptsrc.py and clip/model.py (std 0.02).
 - KgCoOp: htyao89/KgCoOp scripts/base2new_train.sh (NCTX=4, CTP=end, CSC=False), trainers/kgcoop.py
   (the phrase "a photo of a"; random context std 0.02).
+- ProGrad: BeierZhu/Prompt-align ProGrad.public/scripts/prograd.sh and README.md (NCTX=16, CTP=end,
+  CSC=False, LAMBDA=1.0), configs/trainers/ProGrad/rn50.yaml (CTX_INIT: True, LOSS.T 1.0),
+  trainers/prograd.py (with CTX_INIT: zeros, then the template's words before "{}" in the last vectors;
+  without: std 0.02).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ AUTHORS = {
     "vpt": dict(n_ctx_vision=8, depth_vision=12, init_std=STD),
     "promptsrc": dict(n_ctx_text=4, n_ctx_vision=4, depth_text=9, depth_vision=9, ctx_init=PHRASE, init_std=STD),
     "kgcoop": dict(n_ctx=4, ctx_init=PHRASE, csc=False, class_token_position="end", init_std=STD),
+    "prograd": dict(n_ctx=16, ctx_init=None, ctx_from_template=True, csc=False, class_token_position="end",
+                    init_std=STD, temperature=1.0, projection_weight=1.0),
 }
 # Overrides that make every prompt random and fit the tiny backbone (3 text and 3 vision layers); the
 # context sizes are raised so each method draws a few thousand numbers and their spread is measured to ~2%.
@@ -58,6 +64,7 @@ RANDOM = {
     "promptsrc": ["method.ctx_init=", "method.n_ctx_text=12", "method.n_ctx_vision=12", "method.depth_text=3",
                   "method.depth_vision=3"],
     "kgcoop": ["method.ctx_init=", "method.n_ctx=24"],
+    "prograd": ["method.ctx_from_template=false", "method.n_ctx=24"],
 }
 RANDOM_TENSORS = {  # the prompt tensors the originals draw from N(0, 0.02^2), by promptinfo's names
     "coop": ["ctx"],
@@ -67,6 +74,7 @@ RANDOM_TENSORS = {  # the prompt tensors the originals draw from N(0, 0.02^2), b
     "vpt": ["vision_ctx", "deep_vision.0", "deep_vision.1"],
     "promptsrc": ["ctx", "deep_text.0", "deep_text.1", "vision_ctx", "deep_vision.0", "deep_vision.1"],
     "kgcoop": ["ctx"],
+    "prograd": ["ctx"],
 }
 CLASSES = ["cat", "red panda", "fire truck"]
 
@@ -85,11 +93,8 @@ def composed():
         )
 
 
-NOT_YET = {"prograd"}  # landed after these tables were written: its row needs the authors' values, file by file
-
-
 def test_the_tables_cover_every_trainable_method():
-    assert set(AUTHORS) == set(RANDOM) == set(RANDOM_TENSORS) == set(list_methods()) - {"zeroshot"} - NOT_YET
+    assert set(AUTHORS) == set(RANDOM) == set(RANDOM_TENSORS) == set(list_methods()) - {"zeroshot"}
 
 
 @pytest.mark.parametrize("name", sorted(AUTHORS))
@@ -115,7 +120,7 @@ def _random_values(method, name: str) -> torch.Tensor:
 def test_random_prompts_have_the_authors_spread_from_dataclass_and_composed_config(name, backbone, composed):
     _, options = composed(name, *RANDOM[name])
     direct = {k.removeprefix("method."): v for k, v in (o.split("=") for o in RANDOM[name])}
-    direct = {k: (int(v) if v.isdigit() else v) for k, v in direct.items()}
+    direct = {k: {"false": False}.get(v, int(v) if v.isdigit() else v) for k, v in direct.items()}
     for built in (options, direct):  # composed config; dataclass defaults for everything not overridden
         torch.manual_seed(0)
         values = _random_values(create_method(name, backbone, CLASSES, **built), name)
@@ -133,6 +138,22 @@ def test_phrase_initialisation_uses_the_authors_words(name, backbone, composed):
     words = backbone.token_embedding(backbone.tokenize([PHRASE]))[0, 1 : 1 + n_ctx]
     assert torch.equal(method.prompt.ctx.detach(), words.float())
     assert method.prefix_text == PHRASE
+
+
+@pytest.mark.parametrize("template", [None, "a centered satellite photo of {}."])
+def test_prograd_context_starts_as_zeros_then_the_template_words(template, backbone, composed):
+    """The authors' CTX_INIT: 16 vectors, the words before "{}" in the last ones (one per token), zeros first."""
+    _, options = composed("prograd", *([f"method.template='{template}'"] if template else []))
+    method = create_method("prograd", backbone, CLASSES, **options)
+    phrase = (template or "a photo of a {}.").split("{}")[0].strip()
+    tokens = backbone.tokenize([phrase])[0]
+    n_words = int((tokens != 0).sum()) - 2  # without [SOS] and [EOS]
+    words = backbone.token_embedding(tokens[None])[0, 1 : 1 + n_words].float()
+    ctx = method.prompt.ctx.detach()
+    assert ctx.shape == (16, backbone.text_width) and n_words == len(phrase.split())
+    assert torch.equal(ctx[: 16 - n_words], torch.zeros(16 - n_words, backbone.text_width))
+    assert torch.equal(ctx[16 - n_words :], words)
+    assert method.prefix_text == " ".join(["X"] * 16)
 
 
 def test_coop_default_prompt_is_sixteen_placeholders_and_csc_contexts_are_drawn_per_class(backbone):

@@ -155,8 +155,9 @@ def test_sampled_information_spread_of_two_subsets_is_the_sample_std():
 
 
 # ---------------------------------------------------------------- streaming tracker
-def test_reservoir_slots_follow_algorithm_r():
-    size, seed, n = 3, 5, 300
+@pytest.mark.parametrize("size, n", [(3, 300), (10, 40)])  # a big reservoir on a short stream: many late draws count
+def test_reservoir_slots_follow_algorithm_r(size, n):
+    seed = 5
     rows = torch.arange(n, dtype=F64)[:, None].repeat(1, 2)
     reservoir = Reservoir(size, seed)
     for start in range(0, n, 7):  # uneven batches

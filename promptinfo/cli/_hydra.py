@@ -3,6 +3,8 @@ and clean exits on user mistakes."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -20,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from promptinfo.engine.config_store import known_without_imports
 from promptinfo.engine.rundir import LOCK
 from promptinfo.engine.validate import unknown_choice, unknown_key
 from promptinfo.errors import ConfigError, PromptInfoError
@@ -30,6 +33,7 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 HYDRA_VERSION = "1.3"
 USER_ERROR_EXIT = 2
 MULTIRUN_FLAGS = ("-m", "--multirun")
+HELP_FLAGS = ("-h", "--help", "--hydra-help")
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -39,6 +43,20 @@ class QuietOpenClip(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+def asks_only_for_help(args: Sequence[str]) -> bool:
+    """Whether a command line is a bare help request: a help flag, no override."""
+    return any(arg in HELP_FLAGS for arg in args) and all(arg.startswith("-") for arg in args)
+
+
+def register_configs_for(args: Sequence[str]) -> None:
+    """Import the configs package, which registers every group's options, before hydra runs (hydra imports it
+    only when it composes, after it may have listed a group, e.g. to complete a command line): for a bare help
+    request with the methods and strategies known without importing torch
+    (`config_store.known_without_imports`), otherwise with every one, as a run needs."""
+    with known_without_imports() if asks_only_for_help(args) else contextlib.nullcontext():
+        importlib.import_module(CONFIG_MODULE)
 
 
 def run_command(command: Callable[[Any], Any], cfg: Any) -> Any:
@@ -98,6 +116,7 @@ def check_command_line(config_name: str, args: Sequence[str], validate: Callable
         return
     parsed = _parse([arg for arg in args if arg not in MULTIRUN_FLAGS])
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]  # hydra's own settings: hydra's
+    importlib.import_module(CONFIG_MODULE)  # registers every group's options before hydra lists the first one
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=HYDRA_VERSION):
         groups = {o.key_or_group for o in overrides if _group_options(o.key_or_group)}
         for o in overrides:

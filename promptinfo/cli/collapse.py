@@ -9,11 +9,13 @@ Examples::
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, run_command
+from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, register_configs_for, run_command
 from promptinfo.collapse.config import CollapseConfig
 
 ConfigStore.instance().store(name="collapse_schema", node=CollapseConfig)
@@ -32,6 +34,7 @@ def _collapse(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
+    register_configs_for(sys.argv[1:])
     _collapse()
 
 

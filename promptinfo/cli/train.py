@@ -17,15 +17,14 @@ import sys
 from collections.abc import Iterator
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from promptinfo.cli._hydra import CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, run_command
-from promptinfo.engine import distributed as dist
-from promptinfo.engine import train, validate_train_config
+from promptinfo.cli._hydra import (CONFIG_PATH, HYDRA_VERSION, exit_on_bad_command_line, register_configs_for,
+                                   run_command)
 from promptinfo.engine.schema import TrainConfig
+from promptinfo.engine.validate import validate_train_config
 
 logger = logging.getLogger("promptinfo.cli")
 
@@ -36,6 +35,8 @@ def _train(cfg: DictConfig) -> None:
 
 
 def _train_placed(cfg: DictConfig) -> dict:
+    from promptinfo.engine import train  # torch and the engine load once the command line is checked
+
     with _placement(cfg):
         return train(cfg)
 
@@ -43,6 +44,10 @@ def _train_placed(cfg: DictConfig) -> dict:
 def _placement(cfg: DictConfig) -> contextlib.AbstractContextManager:
     """Where this process trains: as a rank of a torchrun launch, on a GPU of its own in a joblib sweep
     (`trainer.device=auto` with several GPUs visible), or as `trainer.device` says."""
+    import torch
+
+    from promptinfo.engine import distributed as dist
+
     env = dist.env_from_environ()
     if env is not None:
         dist.join_process_group(env, str(cfg.trainer.device))
@@ -66,6 +71,10 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
     The device is set in the process rather than through CUDA_VISIBLE_DEVICES: joblib's workers
     run one job after another, and CUDA reads that variable once per process.
     """
+    import torch
+
+    from promptinfo.engine import distributed as dist
+
     with dist.claim_gpu(job_num, n_gpus) as index:
         torch.cuda.set_device(index)
         logger.info("sweep job %d trains on cuda:%d", job_num, index)
@@ -75,6 +84,7 @@ def _own_gpu(job_num: int, n_gpus: int) -> Iterator[None]:
 def main() -> None:
     """Console-script entry point (arguments are hydra overrides)."""
     exit_on_bad_command_line("train", sys.argv[1:], validate_train_config, TrainConfig)
+    register_configs_for(sys.argv[1:])
     _train()
 
 

@@ -1,5 +1,8 @@
 """Benchmarks, the CoOp protocol, transforms and the feature cache.
 
+Importing the package registers the benchmarks (their keys and templates load without torch); the names
+below are imported on first access.
+
 Typical use::
 
     data = load_benchmark("oxford_pets", "/data")                      # full train/val/test
@@ -10,25 +13,8 @@ Typical use::
         lambda images: normalize(backbone.encode_image(images)), test_tf)
 """
 
-from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks)
-from promptinfo.data.errors import CorruptImageError, DataNotFoundError, DownloadError, SplitFileError
-from promptinfo.data.feature_cache import CachedFeatures, FeatureCache, feature_key
-from promptinfo.data.image_dataset import ImageDataset, collate_skipping, find_unreadable, load_rgb
-from promptinfo.data.items import DatasetSplits, Item
-from promptinfo.data.loading import BenchmarkData, load_benchmark
-from promptinfo.data.protocol import draw_few_shot, effective_shots, few_shot_subset, subsample_classes
-from promptinfo.data.registry import (
-    Benchmark,
-    RemoteFile,
-    TorchvisionSource,
-    cma_lambda,
-    get_benchmark,
-    list_datasets,
-    register_benchmark,
-)
-from promptinfo.data.splits import read_split_file, write_split_file
-from promptinfo.data.templates import TEMPLATE_SETS, class_prompts, select_templates
-from promptinfo.data.transforms import ImageTransform, Preprocess, build_transform
+from promptinfo.data import benchmarks  # noqa: F401  (registers the CoOp benchmarks; torch-free)
+from promptinfo.lazy import exports_on_demand
 
 __all__ = [
     "Benchmark",
@@ -66,3 +52,17 @@ __all__ = [
     "subsample_classes",
     "write_split_file",
 ]
+
+__getattr__, __dir__ = exports_on_demand(__name__, {
+    "promptinfo.data.errors": ("CorruptImageError", "DataNotFoundError", "DownloadError", "SplitFileError"),
+    "promptinfo.data.feature_cache": ("CachedFeatures", "FeatureCache", "feature_key"),
+    "promptinfo.data.image_dataset": ("ImageDataset", "collate_skipping", "find_unreadable", "load_rgb"),
+    "promptinfo.data.items": ("DatasetSplits", "Item"),
+    "promptinfo.data.loading": ("BenchmarkData", "load_benchmark"),
+    "promptinfo.data.protocol": ("draw_few_shot", "effective_shots", "few_shot_subset", "subsample_classes"),
+    "promptinfo.data.registry": ("Benchmark", "RemoteFile", "TorchvisionSource", "cma_lambda", "get_benchmark",
+                                 "list_datasets", "register_benchmark"),
+    "promptinfo.data.splits": ("read_split_file", "write_split_file"),
+    "promptinfo.data.templates": ("TEMPLATE_SETS", "class_prompts", "select_templates"),
+    "promptinfo.data.transforms": ("ImageTransform", "Preprocess", "build_transform"),
+})

@@ -9,16 +9,20 @@ composes the one copy of each default and `promptinfo.engine.validate` types the
 - `pseudo/<name>`: every pseudo-labelling strategy's `Config` fields plus `name`;
 - `loss/ce` and `trainer/default`: `LossConfig()` and `TrainerConfig()`.
 
-It runs when the engine is imported (every entry point imports it) and again when hydra imports the
-`configs` package (`promptinfo_configs`), so hydra sees every method, strategy and benchmark registered by
-then; the built-in ones are discovered from their packages.
+It runs when hydra imports the `configs` package (`promptinfo_configs`), so hydra sees every method, strategy
+and benchmark registered by then, and every module of their packages (a method module dropped into
+`promptinfo/methods/` included). Within `known_without_imports()` (what `--help` uses) it stores the ones known
+without importing torch instead: the benchmarks, the built-in methods and strategies (from their torch-free
+`configs` modules) and any registered so far.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import typing
+from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -62,21 +66,36 @@ def section_schema(name: str, config_cls: type) -> type:
     return dataclasses.make_dataclass(f"{config_cls.__name__}Section", fields)
 
 
+_import_modules = True
+"""Whether `register_configs` imports every module of the method and strategy packages first."""
+
+
+@contextlib.contextmanager
+def known_without_imports() -> Iterator[None]:
+    """Within it, `register_configs` stores only the methods and strategies known without importing their
+    packages' modules (torch and open_clip): enough for `--help`, which then does not list a method module
+    dropped into `promptinfo/methods/`."""
+    global _import_modules
+    _import_modules = False
+    try:
+        yield
+    finally:
+        _import_modules = True
+
+
 def register_configs() -> None:
     """Store the typed defaults, every method, strategy and benchmark in hydra's ConfigStore (idempotent)."""
     from promptinfo.data import list_datasets
-    from promptinfo.engine.validate import method_schema, strategy_schema
-    from promptinfo.methods import list_methods
-    from promptinfo.pseudo import list_strategies
+    from promptinfo.methods.registry import method_configs
+    from promptinfo.pseudo.registry import strategy_configs
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=node(schema.TrainConfig))
     store.store(name="eval_schema", node=node(schema.EvalConfig))
     store.store(group="loss", name="ce", node=node(schema.LossConfig))
     store.store(group="trainer", name="default", node=node(schema.TrainerConfig))
-    for name in list_methods():
-        store.store(group="method", name=name, node=node(method_schema(name)))
-    for name in list_strategies():
-        store.store(group="pseudo", name=name, node=node(strategy_schema(name)))
+    for group, configs in (("method", method_configs(_import_modules)), ("pseudo", strategy_configs(_import_modules))):
+        for name, config in sorted(configs.items()):
+            store.store(group=group, name=name, node=node(section_schema(name, config)))
     for key in list_datasets():
         store.store(group="dataset", name=key, node={"name": key})

@@ -195,12 +195,19 @@ class RunFolder:
 
     @staticmethod
     def detach_log(handler: logging.Handler) -> None:
-        logging.getLogger("promptinfo").removeHandler(handler)
+        """Remove a handler `hold_log` or `attach_log` added (again: a no-op) and give the `promptinfo` logger
+        back the level it had before, so a caller's logging (a notebook's, a test runner's) is left as it was."""
+        logger = logging.getLogger("promptinfo")
+        if handler in logger.handlers:
+            logger.removeHandler(handler)
+            logger.setLevel(handler.level_before)
         handler.close()
 
 
 def _add_package_handler(handler: logging.Handler, level: int) -> None:
+    """Add `handler` to the `promptinfo` logger, lowering the logger's level to `level` while it is attached."""
     logger = logging.getLogger("promptinfo")
+    handler.level_before = logger.level
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > level:
         logger.setLevel(level)

@@ -103,12 +103,12 @@ def method_schema(name: str) -> type:
     Raises:
         ConfigError: unknown method; the message lists the registered ones.
     """
-    from promptinfo.methods import list_methods
-    from promptinfo.methods.registry import method_class
+    from promptinfo.methods.registry import find_method_config, list_methods
 
-    if name not in list_methods():
+    config = find_method_config(name)
+    if config is None:
         raise ConfigError(unknown_choice("method.name", name, list_methods()))
-    return section_schema(name, method_class(name).Config)
+    return section_schema(name, config)
 
 
 def strategy_schema(name: str) -> type:
@@ -117,11 +117,12 @@ def strategy_schema(name: str) -> type:
     Raises:
         ConfigError: unknown strategy; the message lists the registered ones.
     """
-    from promptinfo.pseudo import list_strategies, strategy_class
+    from promptinfo.pseudo.registry import find_strategy_config, list_strategies
 
-    if name not in list_strategies():
+    config = find_strategy_config(name)
+    if config is None:
         raise ConfigError(unknown_choice("pseudo.name", name, list_strategies()))
-    return section_schema(name, strategy_class(name).Config)
+    return section_schema(name, config)
 
 
 def method_options(method_cfg: DictConfig) -> dict:
@@ -244,10 +245,10 @@ def _check_unlabelled(cfg: DictConfig) -> None:
     for key, value in weights.items():
         if value < 0:
             raise ConfigError(f"loss.unlabelled.{key}={value}; weights must be non-negative.")
-    from promptinfo.pseudo import strategy_class
+    from promptinfo.pseudo.registry import find_strategy_config
 
     try:
-        strategy_class(cfg.pseudo.name).Config(**method_options(cfg.pseudo))
+        find_strategy_config(cfg.pseudo.name)(**method_options(cfg.pseudo))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

@@ -1,17 +1,20 @@
-"""Prompt-learning methods behind one registry; importing this package registers them all.
+"""Prompt-learning methods behind one registry.
 
-A new method is one module here whose class is decorated with `@register_method("<name>")`; the modules are
-found by `import_submodules`, so nothing else lists them (hydra offers it as `method=<name>`).
+A new method is one module here whose class is decorated with `@register_method("<name>")`; the registry
+imports every module of the package on its first lookup of a class, so nothing else lists them (hydra offers
+it as `method=<name>`). The built-in methods' options are read without torch, from their torch-free configs
+module; the names below are imported on first access.
 """
 
-from promptinfo.discovery import import_submodules
-from promptinfo.methods.base import MethodOutput, PromptMethod
-from promptinfo.methods.prompt_file import load_method, load_prompt, read_prompt_checkpoint, save_prompt
-from promptinfo.methods.registry import create_method, list_methods, register_method
-
-import_submodules(__name__, __path__)
+from promptinfo.lazy import exports_on_demand
 
 __all__ = [
     "MethodOutput", "PromptMethod", "create_method", "list_methods", "register_method",
     "load_method", "load_prompt", "read_prompt_checkpoint", "save_prompt",
 ]
+
+__getattr__, __dir__ = exports_on_demand(__name__, {
+    "promptinfo.methods.base": ("MethodOutput", "PromptMethod"),
+    "promptinfo.methods.registry": ("create_method", "list_methods", "register_method"),
+    "promptinfo.methods.prompt_file": ("load_method", "load_prompt", "read_prompt_checkpoint", "save_prompt"),
+})

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
+from promptinfo.methods.configs import MethodConfig
 
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -31,11 +32,6 @@ class MethodOutput:
     image_features: torch.Tensor
     text_features: torch.Tensor
     frozen_image_features: torch.Tensor | None = None
-
-
-@dataclass
-class MethodConfig:
-    """Options shared by no method; each method declares its own dataclass."""
 
 
 class PromptMethod(nn.Module):

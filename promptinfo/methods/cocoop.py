@@ -4,7 +4,6 @@ for Vision-Language Models", CVPR 2022)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -12,28 +11,9 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import BackboneNotSupportedError, ConfigError
+from promptinfo.methods.configs import CoCoOpConfig
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
-
-
-@dataclass
-class CoCoOpConfig:
-    """Args:
-    n_ctx: number of context vectors (ignored when `ctx_init` is set: its token count is used).
-    ctx_init: phrase whose word embeddings initialise the context (the paper's configs use "a photo of a");
-        an empty string gives `n_ctx` random vectors (None keeps the default phrase).
-    init_std: standard deviation of the random context initialisation (without `ctx_init`).
-    batch_images: encode the prompts of many images in one text pass; False runs one text pass per
-        image as the original code does (same numbers, much slower).
-    max_text_batch: most prompt sequences (images x classes) per text pass when batching images; it
-        bounds the transient memory of a pass (the autograd graph of a training step keeps every pass).
-    """
-
-    n_ctx: int = 4
-    ctx_init: str | None = "a photo of a"
-    init_std: float = 0.02
-    batch_images: bool = True
-    max_text_batch: int = 2048
 
 
 @register_method("cocoop")

@@ -3,7 +3,6 @@ Vision-Language Models", IJCV 2022)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -13,26 +12,10 @@ from promptinfo.backbones import Backbone, common_prefix_length, normalize
 from promptinfo.errors import ConfigError
 from promptinfo.methods._prompts import embed_prompts, init_context, phrase_length, placeholder_prefix
 from promptinfo.methods.base import PromptMethod
+from promptinfo.methods.configs import CoOpConfig
 from promptinfo.methods.registry import register_method
 
 _POSITIONS = ("end", "middle", "front")
-
-
-@dataclass
-class CoOpConfig:
-    """Args:
-    n_ctx: number of context vectors (ignored when `ctx_init` is set: its token count is used).
-    ctx_init: phrase whose word embeddings initialise the context, e.g. "a photo of a".
-    csc: class-specific contexts, one `[n_ctx, width]` block per class.
-    class_token_position: where the class name goes relative to the context: end, middle, front.
-    init_std: standard deviation of the random initialisation.
-    """
-
-    n_ctx: int = 16
-    ctx_init: str | None = None
-    csc: bool = False
-    class_token_position: str = "end"
-    init_std: float = 0.02
 
 
 class ContextPrompts(PromptMethod):

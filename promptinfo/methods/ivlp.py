@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -11,32 +10,10 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
+from promptinfo.methods.configs import IVLPConfig
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.vpt import add_vision_prompts, check_depth, vision_prompts
-
-
-@dataclass
-class IVLPConfig:
-    """Args:
-    n_ctx_text: learnable text tokens after the start-of-text token, per prompted layer (MaPLe's IVLP: 2).
-    n_ctx_vision: vision prompt tokens per prompted layer (MaPLe's IVLP: 2).
-    depth_text: text prompt depth: input-level context plus deeper prompts before text layers
-        1 .. depth_text-1 (MaPLe's IVLP: 12); at least 1, at most the text layer count.
-    depth_vision: vision prompt depth, as for text; 0 leaves the image encoder unprompted
-        (language-only deep prompting).
-    ctx_init: phrase of every class prompt ("{ctx_init} {name}."); its first `n_ctx_text` token embeddings
-        initialise the context and the rest stays fixed text. An empty string gives `n_ctx_text` random
-        vectors in front of the class name (None keeps the default phrase).
-    init_std: standard deviation of the deeper prompts, the vision prompts and a random context.
-    """
-
-    n_ctx_text: int = 2
-    n_ctx_vision: int = 2
-    depth_text: int = 12
-    depth_vision: int = 12
-    ctx_init: str | None = "a photo of a"
-    init_std: float = 0.02
 
 
 @register_method("ivlp")

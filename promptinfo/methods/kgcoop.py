@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -11,26 +10,10 @@ import torch
 from promptinfo.errors import ConfigError
 from promptinfo.losses.consistency import knowledge_distance
 from promptinfo.methods.base import MethodOutput
-from promptinfo.methods.coop import CoOp, CoOpConfig
+from promptinfo.methods.configs import KgCoOpConfig
+from promptinfo.methods.coop import CoOp
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
-
-
-@dataclass
-class KgCoOpConfig(CoOpConfig):
-    """CoOp's options (see `CoOpConfig`) with KgCoOp's defaults, plus:
-
-    kg_weight: lambda of the knowledge-guided term (paper and code: 8.0).
-    template: hand-crafted template of the frozen class features w^clip; None (default) uses the
-        dataset's template as the authors do: the engine passes their own table (KgCoOp repository,
-        KgCoOp/trainers/kgcoop.py, e.g. "a photo of a {}, a type of pet."; on DTD it differs from CoOp's,
-        see `Benchmark.method_templates`), or "a photo of a {}." without a dataset.
-    """
-
-    n_ctx: int = 4
-    ctx_init: str | None = "a photo of a"
-    kg_weight: float = 8.0
-    template: str | None = None
 
 
 @register_method("kgcoop")

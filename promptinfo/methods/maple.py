@@ -4,7 +4,6 @@ Multi-modal Prompt Learning", CVPR 2023)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -12,28 +11,11 @@ from torch import nn
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
+from promptinfo.methods.configs import MaPLeConfig
 from promptinfo.methods.coop import ContextPrompts
 from promptinfo.methods.registry import register_method
 
 VisionPrompts = tuple[torch.Tensor, list[torch.Tensor]]  # input-level [n_ctx, vw], deeper ones [n_ctx, vw]
-
-
-@dataclass
-class MaPLeConfig:
-    """Args:
-    n_ctx: number of learnable context tokens after the start-of-text token (paper: 2).
-    ctx_init: phrase of every class prompt ("{ctx_init} {name}."); its first `n_ctx` token embeddings
-        initialise the context and the rest of it stays fixed text. An empty string gives `n_ctx`
-        random vectors in front of the class name (None keeps the default phrase).
-    depth: prompt depth J: input-level prompts plus deeper prompts for layers 1 .. depth-1 of both
-        towers (paper: 9); at most the backbone's layer count.
-    init_std: standard deviation of the deeper text prompts (and of a random context).
-    """
-
-    n_ctx: int = 2
-    ctx_init: str | None = "a photo of a"
-    depth: int = 9
-    init_std: float = 0.02
 
 
 @register_method("maple")

@@ -18,7 +18,6 @@ every token of the phrase in the context.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -27,7 +26,8 @@ import torch.nn.functional as F
 from promptinfo.errors import ConfigError
 from promptinfo.methods._prompts import init_context, placeholder_prefix
 from promptinfo.methods.base import MethodOutput
-from promptinfo.methods.coop import CoOp, CoOpConfig
+from promptinfo.methods.configs import ProGradConfig
+from promptinfo.methods.coop import CoOp
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
 
@@ -49,30 +49,6 @@ def project_conflicting(grad: torch.Tensor, direction: torch.Tensor, weight: flo
         return grad
     unit = d / d_norm
     return (g - weight * torch.dot(g, unit) * unit).view_as(grad).to(grad.dtype)
-
-
-@dataclass
-class ProGradConfig(CoOpConfig):
-    """CoOp's options (see `CoOpConfig`) with ProGrad's defaults, plus:
-
-    n_ctx: 16 context vectors (the authors' base-to-novel and few-shot scripts). These defaults, with
-        the trainer's (SGD, lr 0.002, batch 32, 50/100/100/200/200 epochs for 1/2/4/8/16 shots), are the
-        authors' few-shot recipe (ProGrad.public/README.md, configs/trainers/ProGrad/rn50*.yaml); their
-        8- and 16-shot Flowers102, DTD and EuroSAT results use projection_weight=0.8.
-    ctx_from_template: initialise the context from the template's words before "{}" (the authors'
-        CTX_INIT=True): the last vectors take their embeddings, the first ones start at zero. Ignored
-        when `ctx_init` names a phrase (CoOp's initialisation); false with no `ctx_init`: random.
-    template: hand-crafted template of the zero-shot teacher; None uses the dataset's template for
-        ProGrad (the authors' table, `Benchmark.method_templates`), or "a photo of a {}." without a dataset.
-    temperature: T of the distillation loss (authors: LOSS.T = 1.0).
-    projection_weight: lambda of the projection (authors: LOSS.LAMBDA = 1.0 in scripts/*.sh).
-    """
-
-    n_ctx: int = 16
-    ctx_from_template: bool = True
-    template: str | None = None
-    temperature: float = 1.0
-    projection_weight: float = 1.0
 
 
 @register_method("prograd")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -22,7 +21,8 @@ from promptinfo.data.templates import imagenet_templates
 from promptinfo.errors import ConfigError
 from promptinfo.losses.consistency import self_consistency
 from promptinfo.methods.base import MethodOutput
-from promptinfo.methods.ivlp import IVLP, IVLPConfig
+from promptinfo.methods.configs import PromptSRCConfig
+from promptinfo.methods.ivlp import IVLP
 from promptinfo.methods.registry import register_method
 
 logger = logging.getLogger("promptinfo.methods")
@@ -66,32 +66,6 @@ def gpa_weights(mean: float, std: float, epochs: int) -> list[float]:
     w = [math.exp(v - top) for v in log_w]
     total = sum(w)
     return [v / total for v in w]
-
-
-@dataclass
-class PromptSRCConfig(IVLPConfig):
-    """IVLP's prompt options (see `IVLPConfig`) with PromptSRC's defaults (4 + 4 tokens, depth 9), plus:
-
-    text_loss_weight: weight of the L1 between prompted and frozen text features (paper: 25).
-    image_loss_weight: weight of the L1 between prompted and frozen image features (paper: 10).
-    logits_loss_weight: weight of KL(frozen logits || prompted logits) (paper: 1).
-    templates: templates of the frozen text features; null: PromptSRC's 60 ImageNet templates.
-    gpa: aggregate the prompts of all epochs with Gaussian weights and use the aggregate after training.
-    gpa_mean, gpa_std: the Gaussian over epochs 1 .. E (base-to-novel 15 / 1; cross-dataset 6 / 10;
-        few-shot 30 / 30, or 45 / 5 on Cars, Flowers, Aircraft, DTD and EuroSAT).
-    """
-
-    n_ctx_text: int = 4
-    n_ctx_vision: int = 4
-    depth_text: int = 9
-    depth_vision: int = 9
-    text_loss_weight: float = 25.0
-    image_loss_weight: float = 10.0
-    logits_loss_weight: float = 1.0
-    templates: list[str] | None = None
-    gpa: bool = True
-    gpa_mean: float = 15.0
-    gpa_std: float = 1.0
 
 
 @register_method("promptsrc")

@@ -1,4 +1,8 @@
-"""Method registry: `@register_method("coop")` on a class, `create_method("coop", backbone, classnames)`."""
+"""Method registry: `@register_method("coop")` on a class, `create_method("coop", backbone, classnames)`.
+
+A built-in method's `Config` is registered in `promptinfo.methods.configs` with `@method_config("coop")`, so
+that its options are known without importing torch; its class is registered in its own module.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ from typing import Callable, Sequence
 
 from promptinfo.registry import Registry
 
-_METHODS = Registry("method", "methods", lambda name: f"method {name!r}")
+_METHODS = Registry("method", "methods", lambda name: f"method {name!r}", "promptinfo.methods")
+
+
+def method_config(name: str) -> Callable[[type], type]:
+    """Dataclass decorator adding a built-in method's `Config` under its key (in `promptinfo.methods.configs`)."""
+    return _METHODS.register_config(name)
 
 
 def register_method(name: str) -> Callable[[type], type]:
@@ -21,6 +30,16 @@ def list_methods() -> list[str]:
 
 def method_class(name: str) -> type:
     return _METHODS.get(name)
+
+
+def method_configs(import_modules: bool = True) -> dict[str, type]:
+    """Key -> `Config` of every method (see `Registry.configs`)."""
+    return _METHODS.configs(import_modules)
+
+
+def find_method_config(name: str) -> type | None:
+    """The `Config` dataclass of method `name`, None if there is none (read without torch for a built-in one)."""
+    return _METHODS.find_config(name)
 
 
 def create_method(

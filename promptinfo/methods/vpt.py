@@ -7,7 +7,6 @@ The deep vision prompts defined here are shared with IVLP and PromptSRC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.errors import ConfigError
 from promptinfo.methods.base import PromptMethod
+from promptinfo.methods.configs import VPTConfig
 from promptinfo.methods.registry import register_method
 from promptinfo.methods.zeroshot import zeroshot_classifier
 
@@ -50,22 +50,6 @@ def add_vision_prompts(prompt: nn.Module, backbone: Backbone, n_ctx: int, depth:
 def vision_prompts(prompt: nn.Module) -> VisionPrompts:
     """The input-level and deeper vision prompts held by `prompt`."""
     return prompt.vision_ctx, list(prompt.deep_vision)
-
-
-@dataclass
-class VPTConfig:
-    """Args:
-    n_ctx_vision: vision prompt tokens per prompted layer (MaPLe's VPT baseline: 8).
-    depth_vision: prompt depth: input-level prompts plus deeper prompts before vision layers
-        1 .. depth_vision-1 (MaPLe's VPT baseline: 12); at most the backbone's vision layer count.
-    templates: hand-crafted templates of the frozen text classifier (the original: "a photo of a {}.").
-    init_std: standard deviation of the prompt initialisation.
-    """
-
-    n_ctx_vision: int = 8
-    depth_vision: int = 12
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {}."])
-    init_std: float = 0.02
 
 
 @register_method("vpt")

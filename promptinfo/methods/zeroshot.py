@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from promptinfo.backbones import Backbone, normalize
 from promptinfo.methods.base import PromptMethod
+from promptinfo.methods.configs import ZeroShotConfig
 from promptinfo.methods.registry import register_method
 
 
@@ -30,16 +30,6 @@ def zeroshot_classifier(
     if len(templates) == 1:
         return feats[:, 0]  # already unit norm; renormalising would only add rounding
     return normalize(feats.mean(dim=1))
-
-
-@dataclass
-class ZeroShotConfig:
-    """Args:
-    templates: prompt templates whose features are averaged per class; None uses the dataset's
-        hand-crafted templates (given by the engine), or "a photo of a {}." without a dataset.
-    """
-
-    templates: list[str] | None = None
 
 
 @register_method("zeroshot")

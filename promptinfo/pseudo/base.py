@@ -13,30 +13,11 @@ Two families:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-
-@dataclass
-class StrategyConfig:
-    """Options every strategy has.
-
-    Attributes:
-        weight: weight of the cross-entropy on pseudo-labelled images (FixMatch's lambda_u).
-        mu: unlabelled images per labelled image in a step (FixMatch's mu); the unlabelled batch
-            holds `mu * trainer.batch_size` images.
-    """
-
-    weight: float = 1.0
-    mu: int = 7
-
-    def __post_init__(self) -> None:
-        if self.weight < 0:
-            raise ValueError(f"pseudo.weight={self.weight}; the pseudo-label loss weight must be non-negative.")
-        if self.mu < 1:
-            raise ValueError(f"pseudo.mu={self.mu}; give at least 1 unlabelled image per labelled one.")
+from promptinfo.pseudo.configs import StrategyConfig
 
 
 class PseudoLabeler:

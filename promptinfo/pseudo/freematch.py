@@ -9,27 +9,11 @@ We keep the threshold and leave out FreeMatch's self-adaptive fairness loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from promptinfo.pseudo.fixmatch import StrongViewConfig
 from promptinfo.pseudo.base import PseudoLabeler
+from promptinfo.pseudo.configs import FreeMatchConfig
 from promptinfo.pseudo.registry import register_strategy
-
-
-@dataclass
-class FreeMatchConfig(StrongViewConfig):
-    """Attributes:
-        ema: momentum lambda of both moving averages (0.999 in FreeMatch).
-    """
-
-    ema: float = 0.999
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"pseudo.ema={self.ema}; a moving-average momentum lies in [0, 1).")
 
 
 @register_strategy("freematch")

@@ -6,7 +6,13 @@ from typing import Callable
 
 from promptinfo.registry import Registry
 
-_STRATEGIES = Registry("pseudo-labelling strategy", "strategies", lambda name: f"pseudo.name={name!r}")
+_STRATEGIES = Registry("pseudo-labelling strategy", "strategies", lambda name: f"pseudo.name={name!r}",
+                       "promptinfo.pseudo")
+
+
+def strategy_config(name: str) -> Callable[[type], type]:
+    """Dataclass decorator adding a built-in strategy's `Config` under its key (in `promptinfo.pseudo.configs`)."""
+    return _STRATEGIES.register_config(name)
 
 
 def register_strategy(name: str) -> Callable[[type], type]:
@@ -21,6 +27,16 @@ def list_strategies() -> list[str]:
 
 def strategy_class(name: str) -> type:
     return _STRATEGIES.get(name)
+
+
+def strategy_configs(import_modules: bool = True) -> dict[str, type]:
+    """Key -> `Config` of every strategy (see `Registry.configs`)."""
+    return _STRATEGIES.configs(import_modules)
+
+
+def find_strategy_config(name: str) -> type | None:
+    """The `Config` dataclass of strategy `name`, None if there is none (read without torch for a built-in one)."""
+    return _STRATEGIES.find_config(name)
 
 
 def create_strategy(name: str, n_unlabelled: int, candidates, **config):

@@ -28,45 +28,12 @@ all of it.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from promptinfo.pseudo.base import PseudoLabeler, StrategyConfig
+from promptinfo.pseudo.base import PseudoLabeler
+from promptinfo.pseudo.configs import TopKConfig
 from promptinfo.pseudo.registry import register_strategy
-
-SOURCES = ("zeroshot", "model")
-
-
-@dataclass
-class TopKConfig(StrategyConfig):
-    """Attributes:
-        per_class: K, pseudo-labels per class in every round (without `grow`).
-        rounds: the run's epochs split into this many rounds, the pool rebuilt at the start of each
-            (1: labelled once, before the first epoch: FPL; 10 in IFPL and GRIP).
-        grow: K of round r (0-based) is `(r + 1) * n / (rounds * classes)`, so the last round labels the
-            whole unlabelled set (GRIP); otherwise K = `per_class` in every round.
-        source: predictions the pool is rebuilt from after the first round: the current model's
-            ("model", IFPL and GRIP) or zero-shot CLIP's ("zeroshot"). The first round always uses
-            zero-shot CLIP.
-        balance: weigh the pseudo-label term `weight * |L| / |P|` (L: labelled images, P: the pool), so
-            that the labelled set outweighs the pool |P| / |L| times, as in FPL; otherwise `weight`. Runs
-            without labelled images use `weight`.
-    """
-
-    per_class: int = 16
-    rounds: int = 1
-    grow: bool = False
-    source: str = "model"
-    balance: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.source not in SOURCES:
-            raise ValueError(f"pseudo.source={self.source!r}; valid choices: {', '.join(SOURCES)}.")
-        if self.per_class < 1 or self.rounds < 1:
-            raise ValueError(f"pseudo.per_class={self.per_class} and pseudo.rounds={self.rounds}; both must be >= 1.")
-
 
 @register_strategy("topk")
 class TopK(PseudoLabeler):
