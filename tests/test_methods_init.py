@@ -35,7 +35,9 @@ from hydra import compose, initialize_config_module
 
 from promptinfo.engine import validate_train_config
 from promptinfo.engine.build import method_from_config
+from promptinfo.errors import BackboneNotSupportedError
 from promptinfo.methods import create_method, list_methods
+from promptinfo.methods.cocoop import _meta_net
 from promptinfo.methods.registry import method_class
 from tests.conftest import make_backbone
 
@@ -177,3 +179,15 @@ def test_cocoop_meta_net_has_the_authors_shape_and_default_linear_init(backbone)
     for layer in (net.linear1, net.linear2):  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         bound = layer.in_features**-0.5
         assert layer.weight.abs().max().item() <= bound and layer.weight.abs().max().item() > 0.5 * bound
+
+
+def test_cocoop_meta_net_needs_an_embedding_width_of_16():
+    """embed_dim // 16 hidden units: 16 .. 31 give one, narrower backbones none (a clear error)."""
+    net = _meta_net(16, 8)
+    assert (net.linear1.out_features, net.linear2.in_features, net.linear2.out_features) == (1, 1, 8)
+    assert _meta_net(31, 8).linear1.out_features == 1
+    with pytest.raises(BackboneNotSupportedError) as err:
+        _meta_net(15, 8)
+    assert str(err.value) == (
+        "CoCoOp's meta-network has embed_dim // 16 hidden units; this backbone's embed_dim=15 gives none. "
+        "Use a backbone with an embedding width of at least 16.")
