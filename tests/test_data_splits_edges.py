@@ -15,6 +15,7 @@ from promptinfo.data.items import DatasetSplits
 from promptinfo.data.splits import (
     check_files_exist,
     read_split_file,
+    split_fingerprint,
     split_per_class,
     split_trainval,
     write_split_file,
@@ -107,3 +108,22 @@ def test_subsampled_items_keep_their_files_and_the_subsample_is_recorded(tmp_pat
     assert base.subsample == "base" and subsample_classes(data, "new").subsample == "new"
     by_path = {i.path: i for i in data.train}
     assert all(by_path[i.path].classname == i.classname for i in base.train) and len(base.train) == 4
+
+
+def test_split_fingerprint_sees_every_path_label_name_and_group_but_not_the_root(tmp_path, monkeypatch):
+    items = [Item("/data/a/1.jpg", 0, "a"), Item("/data/b/2.jpg", 1, "b")]
+    base = split_fingerprint(items[:1], items[1:], root="/data")
+    changed = [
+        ([Item("/data/a/1.png", 0, "a")], items[1:]),  # a renamed image
+        ([Item("/data/a/1.jpg", 1, "a")], items[1:]),  # another label
+        ([Item("/data/a/1.jpg", 0, "c")], items[1:]),  # another class name
+        (items, []),  # an image moved to the other group
+    ]
+    assert len({base, *(split_fingerprint(*groups, root="/data") for groups in changed)}) == 5
+    moved = [Item(i.path.replace("/data", "/mnt/data"), i.label, i.classname) for i in items]
+    assert split_fingerprint(moved[:1], moved[1:], root="/mnt/data") == base  # paths relative to the root
+    monkeypatch.chdir(tmp_path)
+    without_root = split_fingerprint(items[:1], items[1:])
+    assert without_root != base  # the paths as given
+    monkeypatch.chdir("/")
+    assert split_fingerprint(items[:1], items[1:]) == without_root  # not relative to the working directory

@@ -4,6 +4,7 @@ terms on any method, equal to the terms of the methods that introduced them, and
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,9 @@ def test_scl_terms_are_the_published_formulas():
     text, frozen_text = torch.randn(3, 4, 5, generator=g), torch.randn(4, 5, generator=g)
     image, frozen_image = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
     logits, frozen_logits = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
-    terms = self_consistency(text, frozen_text, image, frozen_image, logits, frozen_logits)
+    with warnings.catch_warnings():  # the softmax axis is named: no deprecation warning at every step
+        warnings.simplefilter("error")
+        terms = self_consistency(text, frozen_text, image, frozen_image, logits, frozen_logits)
     torch.testing.assert_close(terms["scl_text"], (text - frozen_text[None]).abs().mean())
     torch.testing.assert_close(terms["scl_image"], (image - frozen_image).abs().mean())
     p, q = frozen_logits.softmax(1), logits.softmax(1)

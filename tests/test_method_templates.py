@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from promptinfo.methods import create_method
+from promptinfo.methods.prompt_file import prompt_metadata
 from promptinfo.methods.zeroshot import zeroshot_classifier
 
 NAMES = ["abyssinian", "beagle", "sphynx"]
@@ -36,3 +37,15 @@ def test_kgcoop_frozen_features_use_the_dataset_template(tiny_backbone):
 def test_bad_dataset_templates_are_rejected(tiny_backbone):
     with pytest.raises(ValueError, match="'\\{\\}' once"):
         create_method("zeroshot", tiny_backbone, NAMES, dataset_templates=["no placeholder"])
+
+
+SHALLOW = {"cocoop": {}, "maple": dict(depth=1), "ivlp": dict(depth_text=1, depth_vision=1),
+           "promptsrc": dict(depth_text=1, depth_vision=1), "vpt": dict(depth_vision=1)}
+
+
+@pytest.mark.parametrize("name", sorted(SHALLOW))
+def test_learned_prompt_methods_keep_the_dataset_templates(tiny_backbone, name):
+    """Recorded in prompt files and read by template-built loss terms (loss=kg) of any method."""
+    method = create_method(name, tiny_backbone, NAMES, dataset_templates=PETS, **SHALLOW[name])
+    assert method.templates_for(None) == PETS
+    assert prompt_metadata(method)["templates"] == PETS

@@ -150,10 +150,45 @@ def test_cocoop_image_chunks_give_the_same_logits(tiny_backbone):
     assert not torch.allclose(full[0], full[1])
 
 
+@pytest.mark.parametrize("options, passes", [
+    (dict(batch_images=False), [1, 1, 1]),  # the original's loop: one image per text pass
+    (dict(max_text_batch=2 * len(CLASSES)), [2, 1]),
+    (dict(max_text_batch=len(CLASSES) - 1), [1, 1, 1]),  # fewer sequences than classes: still one image
+    (dict(max_text_batch=1), [1, 1, 1]),
+])
+def test_cocoop_text_passes_hold_at_most_max_text_batch_sequences(tiny_backbone, monkeypatch, options, passes):
+    """Images per text pass: max_text_batch // classes, at least one; batch_images=False: one."""
+    method = create_method("cocoop", tiny_backbone, CLASSES, **options)
+    sizes, encode = [], tiny_backbone.encode_text_embeddings
+
+    def counting(prompts, *args, **kwargs):  # prompts [b, C, L, w]
+        sizes.append(prompts.shape[0])
+        return encode(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_backbone, "encode_text_embeddings", counting)
+    with torch.no_grad():
+        method(_images(tiny_backbone, n=3))
+    assert sizes == passes
+
+
 def test_cocoop_needs_image_features(tiny_backbone):
     method = create_method("cocoop", tiny_backbone, CLASSES)
-    with pytest.raises(ValueError, match="one classifier per image"):
+    with pytest.raises(ValueError) as err:
         method.text_features()
+    assert str(err.value) == (
+        "CoCoOp builds one classifier per image: pass the normalised image features [batch, d].")
+    with pytest.raises(ConfigError) as err:
+        create_method("cocoop", tiny_backbone, CLASSES, max_text_batch=0)
+    assert str(err.value) == "max_text_batch=0; it must be a positive number of sequences."
+
+
+def test_cocoop_takes_image_features_of_any_float_precision(tiny_backbone):
+    """Features from a bf16 image pass are cast to the prompts' precision for the meta-network."""
+    method = create_method("cocoop", tiny_backbone, CLASSES)
+    _perturb(method, scale=0.3)
+    feats = torch.nn.functional.normalize(torch.randn(2, tiny_backbone.embed_dim), dim=-1).bfloat16()
+    with torch.no_grad():
+        torch.testing.assert_close(method.text_features(feats), method.text_features(feats.float()), atol=0, rtol=0)
 
 
 def test_cocoop_runs_on_a_resnet_backbone():
@@ -227,6 +262,20 @@ def test_maple_context_longer_than_the_phrase_fails_clearly(tiny_backbone):
 def test_maple_on_a_resnet_backbone_fails_clearly():
     with pytest.raises(BackboneNotSupportedError, match="ViT"):
         create_method("maple", make_backbone("pi-tiny-rn"), CLASSES, depth=1)
+
+
+def test_maple_encodes_images_with_given_vision_prompts(tiny_backbone):
+    """Prompts passed in replace the method's own (computed once, reused for many image batches)."""
+    method = create_method("maple", tiny_backbone, CLASSES, depth=2)
+    _perturb(method)
+    images = _images(tiny_backbone)
+    with torch.no_grad():
+        shallow, deeper = method.vision_prompts()
+        gen = torch.Generator().manual_seed(5)  # random values: a constant shift vanishes in LayerNorm
+        other = (torch.randn(shallow.shape, generator=gen), [torch.randn(d.shape, generator=gen) for d in deeper])
+        expected = torch.nn.functional.normalize(tiny_backbone.encode_image(images, *other), dim=-1)
+        torch.testing.assert_close(method.encode_images(images, other), expected, atol=1e-6, rtol=0)
+        assert (method.encode_images(images, other) - method.encode_images(images)).abs().max() > 1e-3
 
 
 def test_maple_image_features_depend_on_the_prompts(tiny_backbone):

@@ -34,9 +34,10 @@ import torch
 from hydra import compose, initialize_config_module
 
 from promptinfo.engine import validate_train_config
-from promptinfo.errors import ConfigError
 from promptinfo.engine.build import method_from_config
+from promptinfo.errors import BackboneNotSupportedError, ConfigError
 from promptinfo.methods import create_method, list_methods
+from promptinfo.methods.cocoop import _meta_net
 from promptinfo.methods.registry import method_class
 from tests.conftest import make_backbone
 
@@ -215,3 +216,15 @@ def test_coop_with_a_phrase_takes_the_context_length_from_the_phrase(backbone):
     for n_ctx in (0, 16):
         method = create_method("coop", backbone, CLASSES, ctx_init=PHRASE, n_ctx=n_ctx)
         assert method.n_ctx == 4 and method.prompt.ctx.shape == (4, backbone.text_width)
+
+
+def test_cocoop_meta_net_needs_an_embedding_width_of_16():
+    """embed_dim // 16 hidden units: 16 .. 31 give one, narrower backbones none (a clear error)."""
+    net = _meta_net(16, 8)
+    assert (net.linear1.out_features, net.linear2.in_features, net.linear2.out_features) == (1, 1, 8)
+    assert _meta_net(31, 8).linear1.out_features == 1
+    with pytest.raises(BackboneNotSupportedError) as err:
+        _meta_net(15, 8)
+    assert str(err.value) == (
+        "CoCoOp's meta-network has embed_dim // 16 hidden units; this backbone's embed_dim=15 gives none. "
+        "Use a backbone with an embedding width of at least 16.")

@@ -2,6 +2,7 @@
 method-specific properties (knowledge-guided term, frozen zero-shot text of VPT, independent deep
 prompts, PromptSRC's frozen ensemble and Gaussian prompt aggregation)."""
 
+import logging
 import math
 
 import pytest
@@ -189,6 +190,25 @@ def test_vpt_bad_depths_and_resnets_fail_clearly(tiny_backbone):
         create_method("vpt", make_backbone("pi-tiny-rn"), CLASSES, depth_vision=1)
 
 
+def test_vpt_messages_name_the_method_and_one_prompt_token_is_enough(tiny_backbone):
+    with pytest.raises(ConfigError) as err:
+        create_method("vpt", tiny_backbone, CLASSES, depth_vision=4)
+    assert str(err.value) == ("VPT depth_vision=4, but the backbone has 3 vision layers; choose "
+                              "1 <= depth_vision <= 3 (1: input-level prompts only).")
+    with pytest.raises(ConfigError) as err:
+        create_method("vpt", tiny_backbone, CLASSES, n_ctx_vision=0, depth_vision=1)
+    assert str(err.value) == "n_ctx_vision=0; vision prompting needs at least one prompt token."
+    method = create_method("vpt", tiny_backbone, CLASSES, n_ctx_vision=1, depth_vision=2)
+    assert method.prompt.vision_ctx.shape == method.prompt.deep_vision[0].shape == (1, tiny_backbone.vision_width)
+
+
+def test_vpt_zero_shot_classifier_stays_out_of_checkpoints(tiny_backbone):
+    """The frozen classifier is rebuilt from the class names; a checkpoint holds only the learned prompts."""
+    method = create_method("vpt", tiny_backbone, CLASSES, depth_vision=2)
+    own = {k for k in method.state_dict() if not k.startswith("backbone.")}
+    assert own == {"prompt.vision_ctx", "prompt.deep_vision.0"}
+
+
 # =========================================================================== IVLP
 IVLP_CASES = [
     dict(n_ctx_text=2, n_ctx_vision=2, depth_text=1, depth_vision=1),
@@ -266,6 +286,28 @@ def test_ivlp_bad_options_fail_clearly(tiny_backbone):
         create_method("ivlp", tiny_backbone, CLASSES, depth_text=1, depth_vision=5)
     with pytest.raises(ConfigError, match="has only 4 tokens"):
         create_method("ivlp", tiny_backbone, CLASSES, n_ctx_text=5, depth_text=1, depth_vision=1)
+
+
+@pytest.mark.parametrize("name, label", [("ivlp", "IVLP"), ("promptsrc", "PromptSRC")])
+def test_ivlp_messages_name_the_method_and_the_option(tiny_backbone, name, label):
+    """Full messages: the method (IVLP or PromptSRC, which inherits the checks) and the option to change."""
+    cases = [
+        (dict(depth_text=0, depth_vision=1),
+         f"{label} depth_text=0, but the backbone has 3 text layers; choose 1 <= depth_text <= 3 "
+         "(1: input-level prompts only)."),
+        (dict(depth_text=1, depth_vision=5),
+         f"{label} depth_vision=5, but the backbone has 3 vision layers; choose 1 <= depth_vision <= 3 "
+         "(1: input-level prompts only)."),
+        (dict(depth_text=1, depth_vision=-1), f"{label} depth_vision=-1; use 0 for an unprompted image encoder."),
+        (dict(n_ctx_text=0, depth_text=1, depth_vision=1), f"n_ctx_text=0; {label} needs at least one context token."),
+        (dict(n_ctx_text=5, depth_text=1, depth_vision=1),
+         "n_ctx_text=5 but ctx_init='a photo of a' has only 4 tokens; use a longer phrase, n_ctx_text <= 4, "
+         "or ctx_init='' for random context vectors."),
+    ]
+    for options, message in cases:
+        with pytest.raises(ConfigError) as err:
+            create_method(name, tiny_backbone, CLASSES, ctx_init="a photo of a", **options)
+        assert str(err.value) == message
 
 
 # =========================================================================== PromptSRC
@@ -401,6 +443,29 @@ def test_gpa_state_survives_a_checkpoint(tiny_backbone, tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_gpa_after_an_early_stop_averages_the_epochs_run(tiny_backbone, caplog):
+    """Stopped after 2 of 5 epochs: the Gaussian weights of the epochs run, renormalised to sum to one."""
+    mean, std, epochs = 4.0, 2.0, 5
+    method = _promptsrc(tiny_backbone, gpa_mean=mean, gpa_std=std)
+    snapshots = _run_epochs(method, epochs, stop=2)
+    weights = gpa_weights(mean, std, epochs)[:2]
+    with caplog.at_level(logging.INFO, logger="promptinfo.methods"):
+        method.finalize()
+    for name, p in method.prompt.named_parameters():
+        expected = sum(w / sum(weights) * snap[name] for w, snap in zip(weights, snapshots, strict=True))
+        torch.testing.assert_close(p.detach(), expected, atol=1e-6, rtol=0, msg=name)
+    message = f"PromptSRC: using the Gaussian-weighted prompt aggregate (weights summed to {sum(weights):.6f})"
+    assert [r.getMessage() for r in caplog.records if r.name == "promptinfo.methods"] == [message]
+
+
+def test_gpa_before_any_epoch_keeps_the_prompts(tiny_backbone):
+    """No epoch ended (a run of zero epochs): nothing to average, the prompts stay as they are."""
+    method = _promptsrc(tiny_backbone)
+    before = {k: v.detach().clone() for k, v in method.prompt.named_parameters()}
+    method.finalize()
+    assert all(torch.equal(p, before[n]) for n, p in method.prompt.named_parameters())
+
+
 def test_gpa_off_keeps_the_last_prompts(tiny_backbone):
     method = _promptsrc(tiny_backbone, gpa=False)
     last = _run_epochs(method, 3)[-1]
@@ -418,6 +483,21 @@ def test_gpa_weights():
     assert all(math.isfinite(v) for v in far) and math.isclose(far[-1], 1.0)
     with pytest.raises(ConfigError, match="gpa_std"):
         gpa_weights(15, 0, 20)
+    with pytest.raises(ValueError) as err:
+        gpa_weights(15, 1, 0)
+    assert str(err.value) == "GPA needs at least one epoch, got 0."
+
+
+def test_promptsrc_accepts_zero_and_fractional_loss_weights(tiny_backbone):
+    """Non-negative weights are valid: 0 switches a term off, fractions scale it down."""
+    weights = dict(text_loss_weight=0.0, image_loss_weight=0.5, logits_loss_weight=0.25)
+    images, labels = _images(tiny_backbone), _labels()
+    method = _promptsrc(tiny_backbone, **weights)
+    unit = _promptsrc(tiny_backbone, **dict.fromkeys(weights, 1.0))
+    terms, unit_terms = (m.extra_losses(m.forward_output(images), labels) for m in (method, unit))
+    for name, weight in zip(("scl_text", "scl_image", "scl_logits"), weights.values()):
+        assert unit_terms[name] > 0, name
+        torch.testing.assert_close(terms[name], weight * unit_terms[name], atol=1e-7, rtol=1e-6, msg=name)
 
 
 def test_promptsrc_bad_options_fail_clearly(tiny_backbone):
@@ -425,8 +505,12 @@ def test_promptsrc_bad_options_fail_clearly(tiny_backbone):
         _promptsrc(tiny_backbone, gpa_std=-1.0)
     with pytest.raises(ConfigError, match="non-negative"):
         _promptsrc(tiny_backbone, image_loss_weight=-1.0)
-    with pytest.raises(ConfigError, match="exactly once"):
+    with pytest.raises(ConfigError) as err:
         _promptsrc(tiny_backbone, templates=["a photo."])
+    assert str(err.value) == "PromptSRC templates must each contain '{}' exactly once, where the class name goes."
+    with pytest.raises(ConfigError) as err:
+        _promptsrc(tiny_backbone, templates=[])
+    assert str(err.value) == "PromptSRC templates=[] is empty; give templates or null for the 60 ImageNet ones."
     method = _promptsrc(tiny_backbone)
     with pytest.raises(ValueError, match="epochs count from 1"):
         method.on_epoch_end(0, 5)

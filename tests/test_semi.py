@@ -91,6 +91,24 @@ def test_top_k_rounds_growth_and_sources():
     assert fpl.per_class_now(3) == 16 and fpl.pool().numel() == 0  # empty until the first refresh
 
 
+def test_balance_weighs_the_pool_against_the_labelled_set_as_fpl():
+    """gamma * CE(L) + CE(P) with gamma = |P| / |L| (Menghini et al.'s FPL) is CE(L) + (|L| / |P|) CE(P)
+    up to scale: the pseudo-label weight follows the pool's size, and stays `weight` without labelled images."""
+    probs = candidate_probs(torch.randn(40, 4, generator=torch.Generator().manual_seed(2)), torch.arange(4))
+    grip = create_strategy("topk", 40, torch.arange(4), rounds=4, grow=True, weight=0.5, balance=True)
+    assert grip.pseudo_weight(8) == 0.5  # no pool yet
+    weights = []
+    for epoch in (0, 1, 3):  # one epoch per round: K = 2, 5, 10 of 40 images over 4 classes
+        grip.refresh(probs, epoch, 4)
+        weights.append(grip.pseudo_weight(8))
+    assert [grip.pool().numel() for _ in (0,)] == [40]
+    assert weights == [0.5 * 8 / 8, 0.5 * 8 / 20, 0.5 * 8 / 40]
+    assert grip.pseudo_weight(0) == 0.5  # unsupervised: nothing to weigh against
+    plain = create_strategy("topk", 40, torch.arange(4), weight=0.5)
+    plain.refresh(probs, 0, 4)
+    assert plain.pseudo_weight(8) == 0.5
+
+
 def test_top_k_labels_only_candidate_classes():
     s = create_strategy("topk", 6, torch.tensor([2, 3]), per_class=2)
     probs = candidate_probs(torch.randn(6, 4, generator=torch.Generator().manual_seed(1)), torch.tensor([2, 3]))
@@ -317,11 +335,12 @@ def test_unknown_strategy_lists_the_valid_ones():
 # --------------------------------------------------------------------------------------------- presets
 PUBLISHED = {
     # preset: (values, where they come from)
-    "fpl": ({"name": "topk", "per_class": 16, "rounds": 1},
-            "BatsResearch/menghini-neurips23-code methods_config/textual_fpl_config.yml: N_PSEUDOSHOTS 16"),
-    "ifpl": ({"name": "topk", "per_class": 16, "rounds": 10, "grow": False, "source": "model"},
+    "fpl": ({"name": "topk", "per_class": 16, "rounds": 1, "balance": True},
+            "BatsResearch/menghini-neurips23-code methods_config/textual_fpl_config.yml: N_PSEUDOSHOTS 16; "
+            "methods/semi_supervised_learning/textual_fpl.py: balance_param |P| / |L| on the labelled loss"),
+    "ifpl": ({"name": "topk", "per_class": 16, "rounds": 10, "grow": False, "source": "model", "balance": True},
              "methods_config/iterative_textual_fpl_config.yml: N_PSEUDOSHOTS 16, STEP_QUANTILE 10"),
-    "grip": ({"name": "topk", "rounds": 10, "grow": True, "source": "model"},
+    "grip": ({"name": "topk", "rounds": 10, "grow": True, "source": "model", "balance": True},
              "methods_config/grip_textual_config.yml: STEP_QUANTILE 10; methods/*/pseudo_iterative.py grows K"),
     "fixmatch": ({"name": "fixmatch", "threshold": 0.95, "mu": 7, "weight": 1.0},
                  "google-research/fixmatch fixmatch.py flags: confidence 0.95, uratio 7, wu 1"),

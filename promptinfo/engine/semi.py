@@ -100,21 +100,23 @@ class SemiStep:
         predict: `(source, method) -> probabilities [n, C]` of every unlabelled image (test transform),
             from the method ("model") or zero-shot CLIP ("zeroshot"); used by offline strategies.
         batch_size: unlabelled images per step (`mu * trainer.batch_size`).
+        labelled: labelled training images (the strategy may weigh its pool against them).
     """
 
     def __init__(self, strategy, views, objective: UnlabelledObjective, unlabelled: Unlabelled, rt, predict,
-                 batch_size: int, seed: int) -> None:
+                 batch_size: int, seed: int, labelled: int) -> None:
         self.strategy, self.views, self.objective, self.rt = strategy, views, objective, rt
         self.candidates, self.hidden = unlabelled.candidates, unlabelled.hidden_labels
-        self.predict, self.batch_size, self.seed = predict, batch_size, seed
+        self.predict, self.batch_size, self.seed, self.labelled = predict, batch_size, seed, labelled
         self.stats = PseudoStats()
         self.active = False
 
     def start_epoch(self, method, epoch: int, epochs: int, steps: int) -> None:
-        """Refresh an offline strategy's pool when due, then draw the epoch's unlabelled batches."""
+        """Refresh an offline strategy's pool when due, weigh it, then draw the epoch's unlabelled batches."""
         source = self.strategy.refresh_source(epoch, epochs)
         if source is not None:
             self.strategy.refresh(self.predict(source, method), epoch, epochs)
+        self.objective.weights["ce"] = self.strategy.pseudo_weight(self.labelled)
         self.stats = PseudoStats()
         pool = self.strategy.pool()
         self.active = pool.numel() > 0 and steps > 0

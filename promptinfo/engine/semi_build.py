@@ -38,7 +38,7 @@ def build_semi_step(cfg, method, plan: Plan, rt) -> SemiStep:
     views = _views(cfg, method, plan, rt, strategy)
     objective = UnlabelledObjective(strategy.config.weight, cfg.loss.unlabelled)
     return SemiStep(strategy, views, objective, u, rt, Predictor(cfg, plan, rt), strategy.config.mu * t.batch_size,
-                    cfg.seed)
+                    cfg.seed, len(plan.train.train))
 
 
 def _views(cfg, method, plan: Plan, rt, strategy):

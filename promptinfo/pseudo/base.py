@@ -50,6 +50,11 @@ class PseudoLabeler:
         """Indices of the unlabelled images a batch may draw this epoch (every image for online strategies)."""
         return torch.arange(self.n)
 
+    def pseudo_weight(self, labelled: int) -> float:
+        """Weight of the pseudo-label cross-entropy this epoch, beside the labelled one's 1, given the
+        number of labelled training images."""
+        return self.config.weight
+
     # ----------------------------------------------------------------- every strategy
     def label(self, probs: torch.Tensor | None, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pseudo-labels `[b]` and trust mask `[b]` (bool) of the images `index` `[b]`.

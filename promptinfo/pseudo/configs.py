@@ -100,12 +100,16 @@ class TopKConfig(StrategyConfig):
         source: predictions the pool is rebuilt from after the first round: the current model's
             ("model", IFPL and GRIP) or zero-shot CLIP's ("zeroshot"). The first round always uses
             zero-shot CLIP.
+        balance: weigh the pseudo-label term `weight * |L| / |P|` (L: labelled images, P: the pool), so
+            that the labelled set outweighs the pool |P| / |L| times, as in FPL (see `topk.py`); otherwise
+            `weight`. Runs without labelled images use `weight`.
     """
 
     per_class: int = 16
     rounds: int = 1
     grow: bool = False
     source: str = "model"
+    balance: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

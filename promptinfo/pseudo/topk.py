@@ -11,6 +11,18 @@ when that board is full, to its next most probable class with room (`utils/clip_
 They retrain the prompts in every round; here one run continues through the rounds (its epochs
 split evenly among them), and the pseudo-labelled images join each step as an unlabelled batch of
 `mu * batch_size` images rather than one concatenated training set.
+
+Their loss weighs the two sets so that the few labelled images outweigh the pseudo-labelled pool P
+|P| / |L| times as a set: gamma * CE(L) + CE(P) with gamma = |P| / |L| in semi-supervised FPL
+(`methods/semi_supervised_learning/textual_fpl.py`, `create_training_dataset`, `define_loss_function`),
+CE(L) + (|L| / |P|) CE(P) in transductive zero-shot (`methods/transductive_zsl/textual_fpl.py`). Their
+semi-supervised rounds of IFPL and GRIP set gamma = |L| / |P| (`update_training_set` in
+`methods/semi_supervised_learning/training_strategies.py`: the transductive code's line, there paired
+with a loss that scales CE(P)), which inverts the ratio; we keep the ratio of their FPL and
+transductive code in every preset. `balance` applies it with the labelled term at weight 1, the
+labelled-only run's gradient: the pseudo-label term weighs `weight * |L| / |P|`, recomputed whenever
+the pool changes. (With K >= 10 they also hold a fifth of the pool out for validation; we train on
+all of it.)
 """
 
 from __future__ import annotations
@@ -60,6 +72,12 @@ class TopK(PseudoLabeler):
 
     def pool(self) -> torch.Tensor:
         return (self.labels >= 0).nonzero().squeeze(1)
+
+    def pseudo_weight(self, labelled: int) -> float:
+        pool = int((self.labels >= 0).sum())
+        if not self.config.balance or labelled == 0 or pool == 0:
+            return self.config.weight
+        return self.config.weight * labelled / pool
 
     def label(self, probs: torch.Tensor | None, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pseudo = self.labels[index.cpu()]
