@@ -125,6 +125,37 @@ def test_plugins_follow_the_class_list(tiny_backbone):
     assert float(first["scl_image"].detach()) == 0.0  # frozen image side: prompted and frozen features coincide
 
 
+def test_kg_plugin_template_wins_over_the_datasets_and_is_computed_once_per_class_list(tiny_backbone, monkeypatch):
+    import promptinfo.methods.regularizers as regularizers
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(list(args[1]))
+        return zeroshot_classifier(*args, **kwargs)
+
+    monkeypatch.setattr(regularizers, "zeroshot_classifier", counted)
+    coop = create_method("coop", tiny_backbone, CLASSES, n_ctx=2, dataset_templates=PET_TEMPLATES)
+    plugin = KnowledgeGuided("a sketch of a {}.")
+    out = coop.forward_output(_images(tiny_backbone))
+    frozen = zeroshot_classifier(tiny_backbone, CLASSES, ["a sketch of a {}."])
+    for _ in range(2):
+        torch.testing.assert_close(plugin(coop, out)["kg"], knowledge_distance(out.text_features, frozen))
+    coop.set_classnames(["bus", "tulip"])
+    plugin(coop, coop.forward_output(_images(tiny_backbone)))
+    assert calls == [CLASSES, ["bus", "tulip"]]
+
+
+def test_plugin_templates_without_a_class_slot_are_refused():
+    with pytest.raises(ConfigError) as error:
+        KnowledgeGuided("a photo.")
+    assert str(error.value) == "loss.kg.template='a photo.' must contain '{}' once, where the class name goes."
+    for templates in ([], ["a photo of a {}.", "a photo."]):
+        with pytest.raises(ConfigError) as error:
+            SelfConsistency(templates)
+        assert str(error.value) == "loss.scl.templates must be null or templates that each contain '{}' once."
+
+
 def test_a_plugin_that_repeats_the_methods_own_term_is_refused(tiny_backbone):
     with pytest.raises(ConfigError, match=r"kgcoop already applies its own \['kg'\].*method=coop"):
         _objective(**{"kg.weight": 8.0}).prepare(create_method("kgcoop", tiny_backbone, CLASSES))

@@ -187,6 +187,39 @@ def test_set_classnames_keeps_the_prompts(row, vit_backbone):
         assert torch.equal(method(images), base)
 
 
+def test_class_specific_contexts_take_renamed_classes_but_no_other_count(vit_backbone):
+    method = create_method("coop", vit_backbone, CLASSES, n_ctx=2, csc=True)  # ctx [4 classes, 2, w]
+    renamed = ["kitten", "lesser panda", "sea lion", "fire engine"]
+    method.set_classnames(renamed)
+    assert method.classnames == renamed and method.tokens.shape[0] == 4
+    with pytest.raises(ConfigError) as error:
+        method.set_classnames(OTHER_CLASSES)
+    assert str(error.value) == (
+        "Class-specific contexts were learned for 4 classes and cannot be used for 6 other classes; "
+        "train with csc=false to transfer prompts.")
+
+
+def test_unknown_class_token_position_lists_the_choices(vit_backbone):
+    with pytest.raises(ConfigError) as error:
+        create_method("coop", vit_backbone, CLASSES, class_token_position="back")
+    assert str(error.value) == "class_token_position='back'; choose one of ('end', 'middle', 'front')."
+
+
+def test_module_state_dict_moves_onto_another_class_list(row, vit_backbone):
+    """Class-dependent buffers (token ids, frozen text features) are rebuilt, never saved: a whole-module
+    `state_dict` loads with `nn.Module.load_state_dict` into the method built for other classes."""
+    method = _build(row, vit_backbone)
+    if method.class_specific:
+        return
+    _train_a_little(method)
+    other = _build(row, vit_backbone, classnames=OTHER_CLASSES, seed=1)
+    other.load_state_dict(method.state_dict())
+    method.set_classnames(OTHER_CLASSES)
+    images, _ = _batch(vit_backbone)
+    with torch.no_grad():
+        assert torch.equal(other(images), method(images))
+
+
 def test_checkpoint_round_trip(row, vit_backbone, tmp_path):
     method = _build(row, vit_backbone)
     _train_a_little(method)

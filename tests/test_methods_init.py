@@ -35,7 +35,7 @@ from hydra import compose, initialize_config_module
 
 from promptinfo.engine import validate_train_config
 from promptinfo.engine.build import method_from_config
-from promptinfo.errors import BackboneNotSupportedError
+from promptinfo.errors import BackboneNotSupportedError, ConfigError
 from promptinfo.methods import create_method, list_methods
 from promptinfo.methods.cocoop import _meta_net
 from promptinfo.methods.registry import method_class
@@ -179,6 +179,43 @@ def test_cocoop_meta_net_has_the_authors_shape_and_default_linear_init(backbone)
     for layer in (net.linear1, net.linear2):  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         bound = layer.in_features**-0.5
         assert layer.weight.abs().max().item() <= bound and layer.weight.abs().max().item() > 0.5 * bound
+
+
+SHALLOW = {"maple": dict(depth=1), "ivlp": dict(depth_text=1, depth_vision=1)}  # fits the tiny backbone
+
+
+@pytest.mark.parametrize("name, options", [
+    ("coop", dict(n_ctx=24)), ("maple", dict(ctx_init="", n_ctx=12, **SHALLOW["maple"])),
+    ("ivlp", dict(ctx_init="", n_ctx_text=12, **SHALLOW["ivlp"])),
+])
+def test_a_configured_init_std_is_the_random_context_spread(name, options, backbone):
+    torch.manual_seed(0)
+    ctx = create_method(name, backbone, CLASSES, init_std=0.5, **options).prompt.ctx.detach()
+    assert ctx.std().item() == pytest.approx(0.5, rel=0.06)
+
+
+@pytest.mark.parametrize("name, option", [("coop", "n_ctx"), ("cocoop", "n_ctx"), ("maple", "n_ctx"),
+                                          ("ivlp", "n_ctx_text")])
+def test_one_context_vector_is_enough_and_none_is_refused(name, option, backbone):
+    options = dict(ctx_init="", **SHALLOW.get(name, {}))
+    ctx = create_method(name, backbone, CLASSES, **options, **{option: 1}).prompt.ctx
+    assert ctx.shape == (1, backbone.text_width)
+    message = {
+        "coop": "n_ctx=0; a prompt needs at least one context vector.",
+        "cocoop": "n_ctx=0; a prompt needs at least one context vector.",
+        "maple": "n_ctx=0; MaPLe needs at least one context token.",
+        "ivlp": "n_ctx_text=0; IVLP needs at least one context token.",
+    }[name]
+    with pytest.raises(ConfigError) as error:
+        create_method(name, backbone, CLASSES, **options, **{option: 0})
+    assert str(error.value) == message
+
+
+def test_coop_with_a_phrase_takes_the_context_length_from_the_phrase(backbone):
+    """As trainers/coop.py: with CTX_INIT the phrase's tokens are the context, whatever N_CTX says."""
+    for n_ctx in (0, 16):
+        method = create_method("coop", backbone, CLASSES, ctx_init=PHRASE, n_ctx=n_ctx)
+        assert method.n_ctx == 4 and method.prompt.ctx.shape == (4, backbone.text_width)
 
 
 def test_cocoop_meta_net_needs_an_embedding_width_of_16():

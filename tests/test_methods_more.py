@@ -124,8 +124,28 @@ def test_knowledge_distance_is_one_minus_the_mean_cosine():
 def test_kgcoop_bad_options_fail_clearly(tiny_backbone):
     with pytest.raises(ConfigError, match="exactly once"):
         create_method("kgcoop", tiny_backbone, CLASSES, template="a photo of a cat.")
+    with pytest.raises(ConfigError) as error:
+        create_method("kgcoop", tiny_backbone, CLASSES, template="a photo of a cat.")
+    assert str(error.value) == ("KgCoOp template='a photo of a cat.' must contain '{}' exactly once, where the "
+                                "class name goes (e.g. 'a photo of a {}.').")
     with pytest.raises(ConfigError, match="non-negative"):
         create_method("kgcoop", tiny_backbone, CLASSES, kg_weight=-1.0)
+
+
+@pytest.mark.parametrize("kg_weight", [0.0, 0.5])
+def test_kgcoop_takes_any_non_negative_weight(kg_weight, tiny_backbone):
+    method = create_method("kgcoop", tiny_backbone, CLASSES, n_ctx=4, ctx_init="", kg_weight=kg_weight)
+    out = method.classify(normalize(torch.randn(4, tiny_backbone.embed_dim)))
+    kg = method.extra_losses(out, torch.tensor([0, 1, 0, 1]))["kg"]
+    torch.testing.assert_close(kg, kg_weight * knowledge_distance(out.text_features, method.frozen_text))
+
+
+def test_kgcoop_frozen_side_takes_the_new_datasets_template(tiny_backbone):
+    """Cross-dataset transfer: the hand-crafted features come from the target dataset's first template."""
+    method = create_method("kgcoop", tiny_backbone, CLASSES, dataset_templates=["a photo of a {}, a type of pet."])
+    method.set_classnames(["tabby", "bus"], ["a centered satellite photo of {}.", "a photo of a {}."])
+    expected = zeroshot_classifier(tiny_backbone, ["tabby", "bus"], ["a centered satellite photo of {}."])
+    assert torch.equal(method.frozen_text, expected)
 
 
 def test_kgcoop_runs_on_a_resnet_backbone():
@@ -546,3 +566,44 @@ def test_trains_end_to_end_with_and_without_cma_and_information_terms(method, e2
         assert terms == LOSS_TERMS[loss] | METHOD_TERMS[method], (loss, terms)
         assert all(math.isfinite(last[f"loss/{t}"]) for t in terms)
         assert (folder / "prompt.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------- the shared interface (base.py)
+def test_classify_adds_the_backbones_logit_bias():
+    """SigLIP-style towers carry a learned logit bias: logits = scale * cos + bias."""
+    backbone = make_backbone()
+    method = create_method("zeroshot", backbone, CLASSES)
+    features = normalize(torch.randn(4, backbone.embed_dim))
+    backbone.model.logit_bias = torch.tensor(-3.0)
+    logits = method.classify(features).logits
+    expected = backbone.logit_scale * features @ method.classifier.t() - 3.0
+    torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+
+
+def test_classify_computes_in_the_classifiers_precision(tiny_backbone):
+    """Half-precision features (a feature cache kept small) are cast to the classifier's dtype."""
+    method = create_method("zeroshot", tiny_backbone, CLASSES)
+    half = normalize(torch.randn(4, tiny_backbone.embed_dim)).half()
+    out = method.classify(half)
+    assert out.logits.dtype == torch.float32 and out.image_features is half
+    torch.testing.assert_close(out.logits, method.classify(half.float()).logits, atol=0, rtol=0)
+
+
+def test_prompted_image_side_without_frozen_features_says_how_to_get_them(tiny_backbone):
+    method = create_method("ivlp", tiny_backbone, CLASSES, depth_text=1, depth_vision=1).eval()
+    with pytest.raises(ValueError) as error:
+        method.frozen_image_features(method.forward_output(_images(tiny_backbone)))
+    assert str(error.value) == (
+        "ivlp's image side is prompted, so consistency terms need the frozen model's image features: set "
+        "method.keep_frozen_image_features = True and compute the output with method.forward_output(images) "
+        "in training mode, not from cached features.")
+
+
+def test_bad_class_lists_and_templates_are_named():
+    backbone = make_backbone()
+    with pytest.raises(ValueError) as error:
+        create_method("zeroshot", backbone, [])
+    assert str(error.value) == "A method needs at least one class name."
+    with pytest.raises(ValueError) as error:
+        create_method("zeroshot", backbone, CLASSES, dataset_templates=["a photo of a {}.", "a photo.", "{} {}"])
+    assert str(error.value) == "Templates must each hold '{}' once, where the class name goes; got ['a photo.', '{} {}']."

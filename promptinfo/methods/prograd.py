@@ -74,7 +74,7 @@ class ProGrad(CoOp):
 
     def _setup_context(self, n_ctx: int, ctx_init: str | None, init_std: float) -> torch.Tensor:
         """The authors' CTX_INIT: `n_ctx` vectors, the template's leading words in the last ones, zeros before."""
-        if ctx_init or not self.config.ctx_from_template:
+        if ctx_init or not self.config.ctx_from_template or n_ctx < 1:  # CoOp's context, or its n_ctx error
             return super()._setup_context(n_ctx, ctx_init, init_std)
         phrase = self._teacher_template().split("{}")[0].strip()
         words = init_context(self.backbone, phrase, n_ctx) if phrase else torch.zeros(0, self.backbone.text_width)
