@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from promptinfo.errors import CheckpointMismatchError, ConfigError
 from promptinfo.methods import create_method, list_methods, load_prompt, save_prompt
-from promptinfo.methods.registry import method_class
+from promptinfo.methods.registry import find_method_config, method_class, method_configs
 from tests.conftest import make_backbone
 
 # (registry name, config overrides): small settings so a training step takes milliseconds
@@ -258,3 +258,18 @@ def test_checkpoint_onto_another_backbone_fails(row, vit_backbone, tmp_path):
     other = _build(row, make_backbone(_other_backbone_name(vit_backbone)))
     with pytest.raises(CheckpointMismatchError, match="Prompts do not transfer between backbones"):
         load_prompt(other, path)
+
+
+def test_create_method_reads_a_none_option_as_the_default(tiny_backbone):
+    """As timm's create_model: `n_ctx=None` keeps the Config's 16, it is not passed on as None."""
+    backbone = tiny_backbone
+    method = create_method("coop", backbone, CLASSES, n_ctx=None, ctx_init=None, init_std=None)
+    assert method.prompt.ctx.shape == (16, backbone.text_width) and method.config.init_std == 0.02
+
+
+def test_each_method_config_is_found_by_its_key_and_an_unknown_key_has_none():
+    configs = method_configs()
+    assert sorted(configs) == list_methods()
+    for name in list_methods():
+        assert find_method_config(name) is configs[name] is method_class(name).Config, name
+    assert find_method_config("copo") is None
