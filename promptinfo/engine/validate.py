@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -105,10 +105,7 @@ def method_schema(name: str) -> type:
     """
     from promptinfo.methods.registry import find_method_config, list_methods
 
-    config = find_method_config(name)
-    if config is None:
-        raise ConfigError(unknown_choice("method.name", name, list_methods()))
-    return section_schema(name, config)
+    return _registered_section("method.name", name, find_method_config, list_methods)
 
 
 def strategy_schema(name: str) -> type:
@@ -119,9 +116,15 @@ def strategy_schema(name: str) -> type:
     """
     from promptinfo.pseudo.registry import find_strategy_config, list_strategies
 
-    config = find_strategy_config(name)
+    return _registered_section("pseudo.name", name, find_strategy_config, list_strategies)
+
+
+def _registered_section(key: str, name: str, find: Callable[[str], type | None],
+                        names: Callable[[], list[str]]) -> type:
+    """The section schema of registered `name`, or a ConfigError naming `key`'s valid choices."""
+    config = find(name)
     if config is None:
-        raise ConfigError(unknown_choice("pseudo.name", name, list_strategies()))
+        raise ConfigError(unknown_choice(key, name, names()))
     return section_schema(name, config)
 
 
