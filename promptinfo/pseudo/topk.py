@@ -74,7 +74,7 @@ class TopK(PseudoLabeler):
         return (self.labels >= 0).nonzero().squeeze(1)
 
     def pseudo_weight(self, labelled: int) -> float:
-        pool = int((self.labels >= 0).sum())
+        pool = self.pool().numel()
         if not self.config.balance or labelled == 0 or pool == 0:
             return self.config.weight
         return self.config.weight * labelled / pool
